@@ -1,0 +1,1 @@
+"""Benchmarks for jsonservice against baselines, all measured in one run (``make bench``)."""

@@ -1,0 +1,422 @@
+"""
+Bytes to JSON values and back: framing, strictness, limits.  Sans-IO.
+
+Nothing here does I/O or imports Twisted.  L{Framer} turns a byte stream
+into lines; L{loads} turns one line into a Python value (strict RFC 8259,
+exact integers, bounded depth); L{dumps_line} turns a value into one line.
+
+Decoding is orjson's, with one correction: orjson turns integers beyond
+64 bits into floats, which would silently change a value.  Input that may
+hold such an integer (a run of 19 or more digits) is decoded by the exact
+fallback decoder instead, which applies the same rules as orjson.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+from typing import Any, Final
+
+import orjson
+
+from .errors import ParseError
+from .limits import ORJSON_MAX_DEPTH
+
+__all__ = [
+    "EncodeError",
+    "Framer",
+    "LineTooLong",
+    "dumps",
+    "dumps_line",
+    "loads",
+    "loads_unterminated",
+    "may_hold_big_int",
+]
+
+_DUMPS_OPTIONS: Final = orjson.OPT_NON_STR_KEYS
+_LINE_OPTIONS: Final = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
+
+# Digits map to "0", everything else to " ": a run of 19 digits then shows
+# up as a substring search, which is far cheaper than a regular expression.
+_DIGITS_ONLY: Final = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_RUN: Final = b"0" * 19
+_STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+_CLOSERS: Final = frozenset(b'}]"')
+
+
+class EncodeError(ValueError):
+    """
+    A value cannot be written as strict JSON (unsupported type, NaN or an
+    infinity, a non-string key orjson cannot convert).
+    """
+
+
+class LineTooLong:
+    """
+    Framing event: a line exceeded the limit and was (or is being) skipped.
+
+    @ivar limit: the line-length limit in bytes.
+    """
+
+    __slots__ = ("limit",)
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def __repr__(self) -> str:
+        return f"LineTooLong({self.limit})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LineTooLong) and other.limit == self.limit
+
+    def __hash__(self) -> int:
+        return hash(self.limit)
+
+
+def may_hold_big_int(data: bytes) -> bool:
+    """
+    Return whether C{data} has a run of 19 or more ASCII digits, the
+    shortest integer literal that may not fit in 64 bits.  A cheap,
+    conservative test: digits inside strings count too.
+    """
+    return _LONG_RUN in data.translate(_DIGITS_ONLY)
+
+
+def _depth_of(value: Any) -> int:
+    """Nesting depth of a decoded value: 0 for a scalar, 1 for C{[]}."""
+    depth = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            depth = max(depth, level)
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            depth = max(depth, level)
+            stack.extend((v, level + 1) for v in item)
+    return depth
+
+
+def _text_depth(data: bytes) -> int:
+    """Nesting depth of JSON text, ignoring brackets inside strings."""
+    depth = deepest = 0
+    for byte in _STRING.sub(b'""', data).translate(None, _BRACKETS):
+        if byte in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _too_deep(max_depth: int) -> ParseError:
+    return ParseError(data=f"nesting deeper than {max_depth}")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError(f"number {text} is infinity when parsed as double")
+    return number
+
+
+def _check_strings(value: Any) -> None:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                raise ParseError(data="lone surrogate in string")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _loads_exact(data: bytes, max_depth: int) -> Any:
+    """
+    The fallback decoder: stdlib C{json} with orjson's rules (no NaN or
+    infinities, UTF-8 only, no lone surrogates, bounded depth), keeping
+    integers of any size exact.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParseError(data=f"invalid UTF-8 at byte {exc.start}") from None
+    if _text_depth(data) > max_depth:
+        raise _too_deep(max_depth)
+    limit = sys.getrecursionlimit()
+    try:
+        # The C scanner recurses once per level; make room for max_depth.
+        sys.setrecursionlimit(limit + max_depth + 64)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except json.JSONDecodeError as exc:
+        raise ParseError(data=f"{exc.msg} at byte {len(text[: exc.pos].encode())}") from None
+    except ValueError as exc:
+        raise ParseError(data=str(exc)) from None
+    finally:
+        sys.setrecursionlimit(limit)
+    _check_strings(value)
+    return value
+
+
+def _describe(exc: orjson.JSONDecodeError) -> str:
+    return f"{exc.msg} at byte {exc.pos}"
+
+
+def loads(data: bytes, max_depth: int = ORJSON_MAX_DEPTH, *, check_big_int: bool = True) -> Any:
+    """
+    Decode one JSON text, strictly.
+
+    @param data: the text (surrounding whitespace, C{\\r} included, is fine).
+    @param max_depth: deepest nesting accepted, at most 1024.
+    @param check_big_int: pass L{False} only when L{may_hold_big_int} was
+        already false for bytes that include C{data}.
+    @raise ParseError: not strict JSON, or nested deeper than C{max_depth};
+        C{data} says what and where.
+    """
+    if check_big_int and _LONG_RUN in data.translate(_DIGITS_ONLY):
+        return _loads_exact(data, max_depth)
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        if exc.msg.startswith("depth limit"):
+            raise _too_deep(min(max_depth, ORJSON_MAX_DEPTH)) from None
+        raise ParseError(data=_describe(exc)) from None
+    if max_depth < ORJSON_MAX_DEPTH and data.count(b"[") + data.count(b"{") > max_depth:
+        if _depth_of(value) > max_depth:
+            raise _too_deep(max_depth)
+    return value
+
+
+def loads_unterminated(data: bytes, max_depth: int = ORJSON_MAX_DEPTH) -> tuple[bool, Any]:
+    """
+    Decode a buffer that may hold a JSON text not yet complete.
+
+    @return: C{(True, value)} when C{data} is one complete JSON text,
+        C{(False, None)} when it is a prefix of one (more may come).
+    @raise ParseError: when no continuation could make it valid.
+    """
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        # A prefix of a valid text only fails where the data ends.
+        if exc.pos >= len(data.rstrip()) and not exc.msg.startswith("depth limit"):
+            return False, None
+        return True, loads(data, max_depth)  # raises, with the same message
+    if may_hold_big_int(data) or (
+        max_depth < ORJSON_MAX_DEPTH and data.count(b"[") + data.count(b"{") > max_depth
+    ):
+        return True, loads(data, max_depth)
+    return True, value
+
+
+def _has_non_finite(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return False
+
+
+def _dumps_exact(value: Any, newline: bool) -> bytes:
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise EncodeError(str(exc)) from None
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise EncodeError("str is not valid UTF-8: surrogates not allowed") from None
+    return data + b"\n" if newline else data
+
+
+def _dumps(value: Any, options: int, newline: bool) -> bytes:
+    try:
+        data = orjson.dumps(value, option=options)
+    except orjson.JSONEncodeError as exc:
+        if "64-bit" in str(exc):
+            return _dumps_exact(value, newline)
+        raise EncodeError(str(exc)) from None
+    # orjson writes NaN and infinities as null; refuse rather than change them.
+    if b"null" in data and _has_non_finite(value):
+        raise EncodeError("NaN and infinities cannot be written as JSON")
+    return data
+
+
+def dumps(value: Any) -> bytes:
+    """
+    Encode a value as compact JSON (UTF-8, no spaces, no newline).
+
+    Integers of any size are written exactly.  Dict keys that are not
+    strings are converted as the stdlib C{json} module does.
+
+    @raise EncodeError: the value cannot be written as strict JSON.
+    """
+    return _dumps(value, _DUMPS_OPTIONS, False)
+
+
+def dumps_line(value: Any) -> bytes:
+    """
+    Like L{dumps}, with the terminating C{\\n} appended.
+    """
+    return _dumps(value, _LINE_OPTIONS, True)
+
+
+class Framer:
+    """
+    Splits a byte stream into lines.  Sans-IO: feed bytes, get lines.
+
+    Lines come back without their C{\\n}; a trailing C{\\r} is kept (JSON
+    treats it as whitespace) and blank lines are passed on (the decoder
+    ignores them), so the common case costs one C{split}.  A line longer
+    than C{max_line_length} is reported once as L{LineTooLong} in its place
+    and its bytes are dropped up to the next newline: the stream goes on.
+
+    @ivar max_line_length: the limit, in bytes, not counting the newline.
+    """
+
+    __slots__ = (
+        "_backlog",
+        "_discarding",
+        "_next_try",
+        "_partial",
+        "_tried",
+        "max_line_length",
+        "may_hold_big_int",
+    )
+
+    def __init__(self, max_line_length: int) -> None:
+        self.max_line_length = max_line_length
+        self._partial = b""
+        self._discarding = False
+        self._tried = 0
+        self._next_try = 0
+        self._backlog: list[bytes | LineTooLong] = []
+        #: Whether the lines the last L{feed} returned may hold an integer
+        #: past 64 bits (pass it to L{loads} as C{check_big_int}).
+        self.may_hold_big_int = False
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held that are not yet part of a complete line."""
+        return len(self._partial)
+
+    @property
+    def partial(self) -> bytes:
+        """The bytes held after the last newline (an unfinished line)."""
+        return self._partial
+
+    def feed(self, data: bytes) -> list[bytes | LineTooLong]:
+        """
+        Add bytes; return the lines they complete, in order (including
+        lines given back with L{unread}).
+        """
+        out = self._backlog
+        partial = self._partial
+        self.may_hold_big_int = bool(
+            out
+            or _LONG_RUN in data.translate(_DIGITS_ONLY)
+            or (partial and _LONG_RUN in (partial[-18:] + data[:18]).translate(_DIGITS_ONLY))
+        )
+        if out:
+            self._backlog = []
+        if self._discarding:
+            end = data.find(b"\n")
+            if end < 0:
+                return out
+            data = data[end + 1 :]
+            self._discarding = False
+        buf = self._partial + data if self._partial else data
+        if b"\n" not in buf:
+            self._partial = buf
+            if len(buf) > self.max_line_length:
+                self._overflow(out)
+            return out
+        lines = buf.split(b"\n")
+        self._partial = lines.pop()
+        self._tried = self._next_try = 0
+        limit = self.max_line_length
+        if max(map(len, lines)) > limit:
+            lines = [line if len(line) <= limit else LineTooLong(limit) for line in lines]  # type: ignore[misc]
+        if len(self._partial) > limit:
+            lines.append(LineTooLong(limit))
+            self._partial = b""
+            self._discarding = True
+        if out:
+            out.extend(lines)
+            return out
+        return lines  # type: ignore[return-value]
+
+    def _overflow(self, out: list[bytes | LineTooLong]) -> None:
+        out.append(LineTooLong(self.max_line_length))
+        self._partial = b""
+        self._discarding = True
+
+    def unread(self, lines: list[bytes | LineTooLong]) -> None:
+        """
+        Give back lines returned by L{feed} but not consumed (the reader
+        paused); the next L{feed} returns them first.
+        """
+        self._backlog[:0] = lines
+
+    def unterminated(self, force: bool = False) -> bytes | None:
+        """
+        Return the unfinished line if it may be a complete JSON text sent
+        without a newline (it ends with C{}}, C{]} or C{"}), else L{None}.
+
+        To stay linear when a long line arrives in many pieces, a candidate
+        is offered again only once it has doubled in length, unless
+        C{force} is true; L{retry_pending} says one was held back.
+        """
+        partial = self._partial
+        if not partial or self._discarding:
+            return None
+        size = len(partial)
+        if not force and size < self._next_try:
+            return None
+        stripped = partial.rstrip()
+        if not stripped or stripped[-1] not in _CLOSERS:
+            return None
+        self._tried = size
+        self._next_try = 2 * size
+        return partial
+
+    @property
+    def retry_pending(self) -> bool:
+        """
+        Whether L{unterminated} held back a candidate that may be complete;
+        call it again with C{force=True} once the peer has gone quiet.
+        """
+        partial = self._partial
+        if not partial or self._discarding or not self._tried < len(partial) < self._next_try:
+            return False
+        stripped = partial.rstrip()
+        return bool(stripped) and stripped[-1] in _CLOSERS
+
+    def take_partial(self, discard_rest: bool = False) -> bytes:
+        """
+        Remove and return the unfinished line (it was handled as a whole
+        message).  With C{discard_rest}, also drop what follows up to the
+        next newline: the line was found invalid before it ended.
+        """
+        partial = self._partial
+        self._partial = b""
+        self._tried = self._next_try = 0
+        self._discarding = discard_rest
+        return partial

@@ -1,0 +1,329 @@
+"""
+JSON-RPC 2.0 messages: classify, validate, build replies.  Sans-IO.
+
+L{classify} takes one decoded JSON value and says what it is: a
+L{Request} (a notification when it has no id), a L{Response} to a call this
+side made, a L{Batch} of those, an L{Invalid} message that must be answered
+with an error, or a L{Plain} message (any JSON value that is not JSON-RPC).
+The builders (L{result_reply}, L{error_reply}, L{request}, ...) make the
+dicts that go back on the wire.  No I/O, no Twisted.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Union
+
+from .errors import BatchTooLarge, InvalidRequest, RPCError
+
+__all__ = [
+    "NO_ID",
+    "Batch",
+    "BatchReplies",
+    "Id",
+    "Invalid",
+    "Message",
+    "Plain",
+    "Request",
+    "Response",
+    "classify",
+    "error_reply",
+    "notification",
+    "request",
+    "result_reply",
+]
+
+#: A JSON-RPC id: a string, a number, or null.
+Id = Union[str, int, float, None]
+
+VERSION: Final = "2.0"
+
+
+class _NoId:
+    """The type of L{NO_ID}."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NO_ID"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+#: The id of a notification: the request had no C{id} member at all.
+NO_ID: Final = _NoId()
+
+
+class Request:
+    """
+    A request or, when C{id is NO_ID}, a notification.
+
+    @ivar method: the method name.
+    @ivar params: a list (positional), a dict (named) or L{None} (absent).
+    @ivar id: the request id, or L{NO_ID} for a notification.
+    """
+
+    __slots__ = ("method", "params", "id")
+
+    def __init__(self, method: str, params: list[Any] | dict[str, Any] | None, id: Id | _NoId) -> None:
+        self.method = method
+        self.params = params
+        self.id = id
+
+    @property
+    def is_notification(self) -> bool:
+        """Whether no reply may be sent for this request."""
+        return self.id is NO_ID
+
+    def __repr__(self) -> str:
+        return f"Request({self.method!r}, {self.params!r}, {self.id!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Request) and (self.method, self.params, self.id) == (
+            other.method,
+            other.params,
+            other.id,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Response:
+    """
+    A response to a call this side made: C{error} is L{None} on success.
+    """
+
+    __slots__ = ("id", "result", "error")
+
+    def __init__(self, id: Id, result: Any = None, error: RPCError | None = None) -> None:
+        self.id = id
+        self.result = result
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"Response({self.id!r}, {self.result!r}, {self.error!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Response) and (self.id, self.result, self.error) == (
+            other.id,
+            other.result,
+            other.error,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Invalid:
+    """
+    A message that is JSON-RPC in shape but not valid: answer C{error}
+    with C{id} (L{None} unless the message carried a usable id).
+    """
+
+    __slots__ = ("error", "id")
+
+    def __init__(self, error: RPCError, id: Id = None) -> None:
+        self.error = error
+        self.id = id
+
+    def reply(self) -> dict[str, Any]:
+        """The error response to send."""
+        return error_reply(self.id, self.error)
+
+    def __repr__(self) -> str:
+        return f"Invalid({self.error!r}, {self.id!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Invalid) and (self.error, self.id) == (other.error, other.id)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Plain:
+    """A plain (non-JSON-RPC) message: any JSON value but an array or an
+    object with a C{jsonrpc} member."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Plain({self.value!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Plain) and self.value == other.value
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+Item = Union[Request, Response, Invalid]
+
+
+class Batch:
+    """
+    A batch: its items, each a L{Request}, L{Response} or L{Invalid}.
+    """
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[Item]) -> None:
+        self.items = items
+
+    def __repr__(self) -> str:
+        return f"Batch({self.items!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Batch) and self.items == other.items
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+Message = Union[Request, Response, Invalid, Plain, Batch]
+
+
+def _valid_id(value: Any) -> bool:
+    kind = type(value)
+    return kind is str or kind is int or kind is float or value is None
+
+
+def _invalid(why: str, obj: dict[str, Any]) -> Invalid:
+    id_ = obj.get("id")
+    return Invalid(InvalidRequest(data=why), id_ if _valid_id(id_) else None)
+
+
+def _classify_object(obj: dict[str, Any]) -> Item:
+    if obj["jsonrpc"] != VERSION:
+        return _invalid(f"jsonrpc must be {VERSION!r}, got {obj['jsonrpc']!r}", obj)
+    if "method" in obj:
+        method = obj["method"]
+        if type(method) is not str:
+            return _invalid("method must be a string", obj)
+        params = obj.get("params")
+        if params is not None and type(params) is not list and type(params) is not dict:
+            return _invalid("params must be an array or an object", obj)
+        if "params" in obj and params is None:
+            return _invalid("params must be an array or an object", obj)
+        if "id" not in obj:
+            return Request(method, params, NO_ID)
+        id_ = obj["id"]
+        if not _valid_id(id_):
+            return Invalid(InvalidRequest(data="id must be a string, a number or null"))
+        return Request(method, params, id_)
+    has_result = "result" in obj
+    if has_result or "error" in obj:
+        if "id" not in obj or not _valid_id(obj["id"]):
+            return Invalid(InvalidRequest(data="a response needs an id that is a string, a number or null"))
+        if has_result:
+            if "error" in obj:
+                return _invalid("a response has either result or error, not both", obj)
+            return Response(obj["id"], obj["result"])
+        error = obj["error"]
+        if (
+            type(error) is not dict
+            or type(error.get("code")) is not int
+            or type(error.get("message")) is not str
+        ):
+            return _invalid("error must be an object with an integer code and a string message", obj)
+        return Response(obj["id"], error=RPCError.from_dict(error))
+    return _invalid("neither a request (method) nor a response (result or error)", obj)
+
+
+def classify(value: Any, max_batch: int = 1000) -> Message:
+    """
+    Say what a decoded JSON value is.
+
+    @param value: one decoded line.
+    @param max_batch: most items a batch may have; a larger one is
+        L{Invalid} with L{BatchTooLarge}.
+    """
+    kind = type(value)
+    if kind is dict:
+        if "jsonrpc" in value:
+            return _classify_object(value)
+        return Plain(value)
+    if kind is list:
+        if not value:
+            return Invalid(InvalidRequest(data="empty batch"))
+        if len(value) > max_batch:
+            return Invalid(BatchTooLarge(data={"max_batch": max_batch, "items": len(value)}))
+        items: list[Item] = []
+        for item in value:
+            if type(item) is dict and "jsonrpc" in item:
+                items.append(_classify_object(item))
+            else:
+                items.append(Invalid(InvalidRequest(data="a batch item must be a JSON-RPC object")))
+        return Batch(items)
+    return Plain(value)
+
+
+def result_reply(id: Id, result: Any) -> dict[str, Any]:
+    """The success response for request C{id}."""
+    return {"jsonrpc": VERSION, "result": result, "id": id}
+
+
+def error_reply(id: Id, error: RPCError) -> dict[str, Any]:
+    """The error response for request C{id} (L{None} when unknown)."""
+    return {"jsonrpc": VERSION, "error": error.to_dict(), "id": id}
+
+
+def request(method: str, params: list[Any] | dict[str, Any] | None, id: Id) -> dict[str, Any]:
+    """A request object; C{params} of L{None} leaves the member out."""
+    if params is None:
+        return {"jsonrpc": VERSION, "method": method, "id": id}
+    return {"jsonrpc": VERSION, "method": method, "params": params, "id": id}
+
+
+def notification(method: str, params: list[Any] | dict[str, Any] | None) -> dict[str, Any]:
+    """A notification object (a request with no id)."""
+    if params is None:
+        return {"jsonrpc": VERSION, "method": method}
+    return {"jsonrpc": VERSION, "method": method, "params": params}
+
+
+def make_params(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any] | dict[str, Any] | None:
+    """
+    Params for a call from Python arguments: positional or named, not
+    both (JSON-RPC 2.0 has no mixed form).
+
+    @raise TypeError: both were given.
+    """
+    if args and kwargs:
+        raise TypeError("JSON-RPC params are positional or named, not both")
+    if kwargs:
+        return kwargs
+    if args:
+        return list(args)
+    return None
+
+
+class BatchReplies:
+    """
+    Collects the replies of one batch, in item order, until all are in.
+
+    Items that need no reply (notifications) count as done at once.
+    """
+
+    __slots__ = ("_replies", "_waiting")
+
+    def __init__(self, size: int) -> None:
+        self._replies: list[dict[str, Any] | None] = [None] * size
+        self._waiting = size
+
+    @property
+    def done(self) -> bool:
+        """Whether every item has its reply (or needs none)."""
+        return self._waiting == 0
+
+    def add(self, index: int, reply: dict[str, Any] | None) -> bool:
+        """
+        Record item C{index}'s reply (L{None}: it needs none).
+
+        @return: whether the batch is now complete.
+        """
+        self._replies[index] = reply
+        self._waiting -= 1
+        return self._waiting == 0
+
+    def replies(self) -> list[dict[str, Any]]:
+        """The replies to send, in item order; empty means send nothing."""
+        return [reply for reply in self._replies if reply is not None]

@@ -1,0 +1,96 @@
+"""
+Every limit and default of jsonservice, in one place.
+
+L{Limits} is what L{JSONServerFactory<jsonservice.server.JSONServerFactory>},
+L{JSONClientFactory<jsonservice.client.JSONClientFactory>} and the twistd
+plugin accept as keyword arguments / options.  No Twisted import here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Limits", "ORJSON_MAX_DEPTH", "LIMIT_HELP"]
+
+#: orjson refuses documents nested deeper than this; the fallback decoder
+#: enforces the same bound, so it is also the highest C{max_depth} allowed.
+ORJSON_MAX_DEPTH = 1024
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """
+    The limits of one factory (and of every connection it builds).
+
+    Sizes are in bytes, times in seconds; a time of C{0} means "no limit".
+    """
+
+    #: Longest line accepted; longer ones get -32002 and are skipped.
+    max_line_length: int = 1 * MiB
+    #: Deepest nesting accepted; deeper input is a parse error (-32700).
+    max_depth: int = ORJSON_MAX_DEPTH
+    #: Most items in one batch; larger batches get -32003.
+    max_batch: int = 1000
+    #: Requests a connection may have running before it stops being read.
+    max_in_flight: int = 1000
+    #: Unsent output a connection may queue before it stops being read.
+    max_unsent: int = 4 * MiB
+    #: A connection whose output stays stalled this long is aborted.
+    write_stall_timeout: float = 60.0
+    #: A request running longer is cancelled and answered -32000.
+    request_timeout: float = 30.0
+    #: A connection quiet this long is closed (servers only).
+    idle_timeout: float = 600.0
+    #: Connections a server accepts at once; more get -32001 and are closed.
+    max_connections: int = 10_000
+    #: On shutdown, how long in-flight requests get to finish.
+    shutdown_grace: float = 10.0
+    #: Default time this side waits for the reply to its own call (0 = forever).
+    call_timeout: float = 0.0
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"limit {field.name} must be a number, not {value!r}")
+            if value < 0:
+                raise ValueError(f"limit {field.name} must not be negative, got {value!r}")
+        if not 1 <= self.max_depth <= ORJSON_MAX_DEPTH:
+            raise ValueError(f"max_depth must be between 1 and {ORJSON_MAX_DEPTH}, got {self.max_depth}")
+        for name in ("max_line_length", "max_batch", "max_in_flight", "max_unsent", "max_connections"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"limit {name} must be at least 1")
+
+    @classmethod
+    def from_kwargs(cls, limits: Limits | None = None, **kwargs: Any) -> Limits:
+        """
+        Build limits from keyword arguments, refusing unknown names.
+
+        @param limits: a starting point (default: the defaults).
+        """
+        base = limits if limits is not None else cls()
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise TypeError(f"unknown limit(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        return dataclasses.replace(base, **kwargs) if kwargs else base
+
+
+#: One line of help per limit, used by the twistd options and the README.
+LIMIT_HELP: dict[str, str] = {
+    "max_line_length": "longest line in bytes; longer lines get -32002 and are skipped",
+    "max_depth": "deepest JSON nesting accepted (at most 1024); deeper is -32700",
+    "max_batch": "most items in one batch; more get -32003",
+    "max_in_flight": "requests running per connection before it stops being read",
+    "max_unsent": "unsent output bytes per connection before it stops being read",
+    "write_stall_timeout": "seconds a stalled connection may keep output unsent before it is aborted (0 = never)",
+    "request_timeout": "seconds a request may run before -32000 (0 = no limit)",
+    "idle_timeout": "seconds a quiet connection is kept open (0 = forever)",
+    "max_connections": "connections accepted at once; more get -32001 and are closed",
+    "shutdown_grace": "seconds in-flight requests get to finish on shutdown",
+    "call_timeout": "seconds this side waits for the reply to its own calls (0 = forever)",
+}

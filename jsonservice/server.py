@@ -1,0 +1,162 @@
+"""
+L{JSONServerFactory}: serves a L{JSONService} on any stream endpoint, with
+a connection cap and a graceful drain; L{JSONServerService} wraps it as a
+Twisted service that drains on C{stopService} (and so on SIGTERM in twistd).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+
+from .codec import dumps_line
+from .errors import RequestCancelled, ServerBusy
+from .jsonrpc import error_reply
+from .limits import Limits
+from .protocol import JSONFactoryBase, JSONProtocol
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+
+    from .service import JSONService
+
+__all__ = ["JSONServerFactory", "JSONServerService"]
+
+#: Below this share of C{max_connections}, a server that hit the cap accepts again.
+RESUME_BELOW: Final = 0.95
+
+_log = Logger(namespace="jsonservice.server")
+
+
+class _Busy(Protocol):
+    """Tells a connection over the cap why it is refused, then closes it."""
+
+    def __init__(self, line: bytes) -> None:
+        self.line = line
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.line)  # type: ignore[union-attr]
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+class JSONServerFactory(JSONFactoryBase):
+    """
+    The server factory: each connection is a L{JSONProtocol} answering with
+    C{service}.
+
+        serverFromString(reactor, "tcp:8080").listen(JSONServerFactory(service))
+
+    @param service: the L{JSONService} to serve.
+    @param clock: the reactor for timeouts (default: the global reactor).
+    @param limits: a L{Limits} to start from; keyword arguments named after
+        its fields (C{max_line_length=...}, C{request_timeout=...}) override it.
+    """
+
+    def __init__(
+        self,
+        service: JSONService,
+        *,
+        clock: IReactorTime | None = None,
+        limits: Limits | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(service, clock=clock, limits=limits, **kwargs)
+        self.draining = False
+        self._refusing = False
+        self._drained: list[Deferred[None]] = []
+        busy = ServerBusy(data={"max_connections": self.limits.max_connections})
+        self._busy_line = dumps_line(error_reply(None, busy))
+
+    def buildProtocol(self, addr: IAddress) -> Any:
+        """A L{JSONProtocol}, or a refusal when over the cap or draining."""
+        count = len(self.connections)
+        limit = self.limits.max_connections
+        if self._refusing and count < limit * RESUME_BELOW:
+            self._refusing = False
+            _log.info("Accepting connections again ({count} open)", count=count)
+        elif not self._refusing and count >= limit:
+            self._refusing = True
+            _log.warn("Connection limit {limit} reached: refusing new connections", limit=limit)
+        if self._refusing or self.draining:
+            return _Busy(self._busy_line)
+        return super().buildProtocol(addr)
+
+    def connection_lost(self, proto: JSONProtocol) -> None:
+        """Forget a closed connection; fire L{drain}'s Deferreds after the last."""
+        super().connection_lost(proto)
+        if self.draining and not self.connections:
+            drained, self._drained = self._drained, []
+            for d in drained:
+                d.callback(None)
+
+    def drain(self, grace: float | None = None) -> Deferred[None]:
+        """
+        Shut down gracefully: refuse new connections, answer new requests
+        with -32800, let running handlers finish for C{grace} seconds
+        (default: the C{shutdown_grace} limit), then cancel the rest
+        (answered -32800), flush and close every connection.
+
+        @return: a Deferred that fires once every connection is closed.
+        """
+        self.draining = True
+        if not self.connections:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._drained.append(d)
+        clock: IReactorTime = self.clock or _reactor()
+        seconds = self.limits.shutdown_grace if grace is None else grace
+        timer: IDelayedCall = clock.callLater(seconds, self._grace_over, clock)
+
+        def stop_timer(result: None) -> None:
+            if timer.active():
+                timer.cancel()
+
+        d.addCallback(stop_timer)
+        running = sum(p.in_flight for p in self.connections)
+        _log.info(
+            "Draining {count} connection(s) with {running} request(s) running, grace {grace}s",
+            count=len(self.connections),
+            running=running,
+            grace=seconds,
+        )
+        for proto in list(self.connections):
+            proto.drain()
+        return d
+
+    def _grace_over(self, clock: IReactorTime) -> None:
+        error = RequestCancelled(data="the server is shutting down")
+        cancelled = sum(proto.cancel_running(error) for proto in list(self.connections))
+        if cancelled:
+            _log.warn("Shutdown grace over: cancelled {count} request(s)", count=cancelled)
+        # Flushing is the transports' job; a peer that never reads is cut off.
+        clock.callLater(5.0, self._abort_rest)
+
+    def _abort_rest(self) -> None:
+        for proto in list(self.connections):
+            proto.transport.abortConnection()  # type: ignore[union-attr]
+
+
+def _reactor() -> IReactorTime:
+    from twisted.internet import reactor
+
+    return reactor  # type: ignore[return-value]
+
+
+class JSONServerService(Service):
+    """
+    A Twisted service that drains a L{JSONServerFactory} when stopped.
+    Put it in the same C{MultiService} as the listening services, I{before}
+    them, so ports close first (children stop in reverse order).
+    """
+
+    def __init__(self, factory: JSONServerFactory) -> None:
+        self.factory = factory
+
+    def stopService(self) -> Deferred[None]:
+        """Drain the factory's connections (see L{JSONServerFactory.drain})."""
+        super().stopService()
+        return self.factory.drain()

@@ -1,0 +1,335 @@
+"""
+L{JSONService}: the registry of JSON-RPC methods and the plain-message
+handler, with signature binding and dispatch.
+
+A service knows nothing of connections or bytes: L{JSONService.dispatch}
+takes a method name and params and returns a value or a L{Deferred}
+(or raises L{RPCError}).  The protocol does the rest.
+"""
+
+from __future__ import annotations
+
+import inspect
+import secrets
+from collections.abc import Callable, Iterator, Mapping
+from types import CoroutineType
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from .errors import InternalError, InvalidParams, InvalidRequest, MethodNotFound, RPCError
+from .jsonrpc import Id
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IAddress
+
+    from .protocol import JSONProtocol
+
+__all__ = ["CallContext", "Handler", "JSONService", "internal_error"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_log = Logger(namespace="jsonservice")
+
+
+class CallContext:
+    """
+    What a handler registered with C{context=True} receives as its first
+    argument: the connection the request came on.
+
+    @ivar protocol: the L{JSONProtocol} of the connection; use it to call
+        or notify the peer back.
+    @ivar request_id: the id of the request (L{None} for a plain message
+        or a request with id null; L{NO_ID<jsonservice.jsonrpc.NO_ID>} for
+        a notification).
+    @ivar method: the method name, or L{None} for a plain message.
+    """
+
+    __slots__ = ("method", "protocol", "request_id")
+
+    def __init__(self, protocol: JSONProtocol, request_id: Any, method: str | None) -> None:
+        self.protocol = protocol
+        self.request_id = request_id
+        self.method = method
+
+    @property
+    def peer(self) -> IAddress:
+        """The peer's address (as the transport reports it)."""
+        return self.protocol.transport.getPeer()  # type: ignore[union-attr]
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """A dict that lives as long as the connection: per-connection state."""
+        return self.protocol.state
+
+    def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """Send the peer a notification (see L{JSONProtocol.notify})."""
+        self.protocol.notify(method, *args, **kwargs)
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Deferred[Any]:
+        """Call a method of the peer (see L{JSONProtocol.call})."""
+        return self.protocol.call(method, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<CallContext {self.method!r} id={self.request_id!r}>"
+
+
+class Handler:
+    """
+    One registered handler with its signature analysed once, at
+    registration, so that checking params per call is a few set and length
+    comparisons (the full C{inspect.Signature.bind} runs only to explain a
+    mismatch, or for signatures the quick checks do not cover).
+
+    @ivar name: the method name (L{None} for the plain-message handler).
+    @ivar func: the function.
+    @ivar context: whether C{func} takes a L{CallContext} first.
+    @ivar is_async: whether C{func} is an C{async def}.
+    """
+
+    __slots__ = (
+        "_max_positional",
+        "_min_positional",
+        "_names",
+        "_quick_named",
+        "_quick_positional",
+        "_required_names",
+        "_signature",
+        "context",
+        "func",
+        "is_async",
+        "name",
+    )
+
+    def __init__(self, name: str | None, func: Callable[..., Any], context: bool) -> None:
+        self.name = name
+        self.func = func
+        self.context = context
+        self.is_async = inspect.iscoroutinefunction(func)
+        signature = inspect.signature(func)
+        params = list(signature.parameters.values())
+        if context:
+            if not params or params[0].kind not in (
+                inspect.Parameter.POSITIONAL_ONLY,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            ):
+                raise TypeError(f"{func!r} takes context=True but has no positional first parameter")
+            params = params[1:]
+        self._signature = signature.replace(parameters=params)
+        kinds = inspect.Parameter
+        positional = [p for p in params if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)]
+        keyword_only = [p for p in params if p.kind is kinds.KEYWORD_ONLY]
+        var_positional = any(p.kind is kinds.VAR_POSITIONAL for p in params)
+        var_keyword = any(p.kind is kinds.VAR_KEYWORD for p in params)
+        self._min_positional = sum(1 for p in positional if p.default is kinds.empty)
+        self._max_positional = 1 << 62 if var_positional else len(positional)
+        self._quick_positional = all(p.default is not kinds.empty for p in keyword_only)
+        named = [p for p in params if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)]
+        self._names: frozenset[str] | None = None if var_keyword else frozenset(p.name for p in named)
+        self._required_names = frozenset(p.name for p in named if p.default is kinds.empty)
+        self._quick_named = all(
+            p.default is not kinds.empty for p in positional if p.kind is kinds.POSITIONAL_ONLY
+        )
+
+    def check(self, params: list[Any] | dict[str, Any] | None) -> None:
+        """
+        Check that C{params} bind to the handler's signature.
+
+        @raise InvalidParams: they do not; C{data} says which and why.
+        """
+        if params is None or type(params) is list:
+            count = len(params) if params else 0
+            if self._quick_positional and self._min_positional <= count <= self._max_positional:
+                return
+            args: tuple[Any, ...] = tuple(params) if params else ()
+            kwargs: dict[str, Any] = {}
+        else:
+            keys = params.keys()
+            if (
+                self._quick_named
+                and self._required_names <= keys
+                and (self._names is None or keys <= self._names)
+            ):
+                return
+            args, kwargs = (), params
+        try:
+            self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise InvalidParams(data=f"{self.name or 'message handler'}: {exc}") from None
+
+    def __repr__(self) -> str:
+        return f"<Handler {self.name!r} {self.func!r}>"
+
+
+def internal_error(failure: Failure, what: str) -> InternalError:
+    """
+    Log an unexpected handler failure under a fresh error id and return
+    the -32603 error to send, which carries that id (and no traceback).
+
+    @param what: what failed, for the log (e.g. the method name).
+    """
+    error_id = secrets.token_hex(6)
+    _log.failure(
+        "Handler {what} failed (error id {error_id})",
+        failure,
+        what=what,
+        error_id=error_id,
+    )
+    return InternalError(data={"error_id": error_id})
+
+
+class JSONService:
+    """
+    A set of JSON-RPC methods and, optionally, a handler for plain JSON
+    messages.  One service can serve any number of connections and
+    factories.
+
+    Handlers may return a value, a L{Deferred}, or be C{async def}.  They
+    raise L{RPCError} (or a subclass) to answer with that error; any other
+    exception is logged and answered -32603 with an error id.
+    """
+
+    def __init__(self) -> None:
+        self._methods: dict[str, Handler] = {}
+        self._message_handler: Handler | None = None
+
+    @overload
+    def method(self, func: F, /) -> F: ...
+
+    @overload
+    def method(self, name: str | None = None, /, *, context: bool = False) -> Callable[[F], F]: ...
+
+    def method(self, name_or_func: Any = None, /, *, context: bool = False) -> Any:
+        """
+        Register a JSON-RPC method.  Use as C{@service.method},
+        C{@service.method("name")} or C{@service.method(context=True)}.
+
+        @param context: pass the handler a L{CallContext} as its first
+            argument.
+        @return: the function, unchanged.
+        """
+        if callable(name_or_func):
+            self.add_method(name_or_func.__name__, name_or_func)
+            return name_or_func
+        name = name_or_func
+
+        def register(func: F) -> F:
+            self.add_method(name or func.__name__, func, context=context)
+            return func
+
+        return register
+
+    def add_method(self, name: str, func: Callable[..., Any], *, context: bool = False) -> None:
+        """
+        Register C{func} as method C{name} (replacing any handler of that name).
+
+        @raise ValueError: C{name} is reserved (starts with C{rpc.} or C{$/}).
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a method name is a non-empty string, not {name!r}")
+        if name.startswith(("rpc.", "$/")):
+            raise ValueError(f"method names starting with 'rpc.' or '$/' are reserved: {name!r}")
+        self._methods[name] = Handler(name, func, context)
+
+    @overload
+    def message(self, func: F, /) -> F: ...
+
+    @overload
+    def message(self, *, context: bool = False) -> Callable[[F], F]: ...
+
+    def message(self, func: Any = None, /, *, context: bool = False) -> Any:
+        """
+        Register the handler of plain JSON messages (any JSON value that is
+        not JSON-RPC): C{@service.message} or C{@service.message(context=True)}.
+        Its return value, unless L{None}, is sent back as one line; replies
+        keep the order the messages arrived in.
+        """
+        if func is not None:
+            self._message_handler = Handler(None, func, False)
+            return func
+
+        def register(f: F) -> F:
+            self._message_handler = Handler(None, f, context)
+            return f
+
+        return register
+
+    @property
+    def methods(self) -> Mapping[str, Handler]:
+        """The registered methods by name (read-only view)."""
+        return self._methods
+
+    @property
+    def message_handler(self) -> Handler | None:
+        """The plain-message handler, if one is registered."""
+        return self._message_handler
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._methods
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._methods)
+
+    def dispatch(
+        self,
+        method: str,
+        params: list[Any] | dict[str, Any] | None,
+        protocol: JSONProtocol | None = None,
+        request_id: Id | object = None,
+    ) -> Any:
+        """
+        Run method C{method} with C{params}.
+
+        @return: the handler's value, or a L{Deferred} firing with it (a
+            coroutine is wrapped in one).
+        @raise RPCError: unknown method, params that do not bind, or what
+            the handler raised; any other exception becomes an
+            L{InternalError} (logged).
+        """
+        handler = self._methods.get(method)
+        if handler is None:
+            raise MethodNotFound(data=f"no method named {method!r}")
+        handler.check(params)
+        return _invoke(handler, params, protocol, request_id, method)
+
+    def handle_message(self, message: Any, protocol: JSONProtocol | None = None) -> Any:
+        """
+        Run the plain-message handler on C{message}.
+
+        @return: the reply (L{None}: no reply), or a L{Deferred} of it.
+        @raise RPCError: no handler is registered, or it raised.
+        """
+        handler = self._message_handler
+        if handler is None:
+            raise InvalidRequest(data="this service takes JSON-RPC 2.0 only, not plain messages")
+        return _invoke(handler, [message], protocol, None, None)
+
+
+def _invoke(
+    handler: Handler,
+    params: list[Any] | dict[str, Any] | None,
+    protocol: JSONProtocol | None,
+    request_id: Any,
+    method: str | None,
+) -> Any:
+    func = handler.func
+    try:
+        if handler.context:
+            ctx = CallContext(protocol, request_id, method)  # type: ignore[arg-type]
+            if type(params) is dict:
+                result = func(ctx, **params)
+            else:
+                result = func(ctx, *params) if params else func(ctx)
+        elif type(params) is dict:
+            result = func(**params)
+        else:
+            result = func(*params) if params else func()
+    except RPCError:
+        raise
+    except Exception:
+        raise internal_error(Failure(), method or "message handler") from None
+    if type(result) is CoroutineType:
+        return Deferred.fromCoroutine(result)
+    return result

@@ -1,0 +1,151 @@
+"""
+The twistd plugin's options and service: C{twistd -n jsonservice --port 8080}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import sys
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IService, MultiService
+from twisted.internet.endpoints import serverFromString
+from twisted.python import usage
+
+from .limits import LIMIT_HELP, Limits
+from .server import JSONServerFactory, JSONServerService
+from .service import JSONService
+
+__all__ = ["DEFAULT_PORT", "Options", "load_service", "makeService"]
+
+DEFAULT_PORT = 8080
+
+_DEFAULTS = Limits()
+
+
+def _option_name(field: str) -> str:
+    return field.replace("_", "-")
+
+
+class Options(usage.Options):
+    """
+    Options of C{twistd jsonservice}.  Every limit of L{Limits} is an option
+    too (C{--max-line-length}, C{--request-timeout}, ...).
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "Serve newline-delimited JSON and JSON-RPC 2.0 on any Twisted endpoint. "
+        "Without --service it serves the demo: echo(value), ping(), and "
+        '{"message": "Hello from server"} for plain messages.'
+    )
+
+    optParameters: list[list[Any]] = [
+        [
+            "port",
+            "p",
+            None,
+            f"port number (binds --interface) or endpoint description [default: {DEFAULT_PORT}]",
+        ],
+        ["interface", "i", "127.0.0.1", "interface a bare --port number binds"],
+        [
+            "service",
+            "s",
+            None,
+            "the service to serve: package.module:attr, a JSONService or a callable returning one",
+        ],
+    ] + [
+        [_option_name(field.name), None, str(getattr(_DEFAULTS, field.name)), LIMIT_HELP[field.name]]
+        for field in dataclasses.fields(Limits)
+        if field.name != "call_timeout"
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, description: str) -> None:
+        """An endpoint description to listen on, e.g. tcp:8080:interface=0.0.0.0 (repeatable)."""
+        self["listen"].append(description)
+
+    opt_l = opt_listen
+
+    def postOptions(self) -> None:
+        """Work out the endpoints, limits and service; refuse bad values."""
+        endpoints = list(self["listen"])
+        port = self["port"]
+        if port is not None or not endpoints:
+            endpoints.insert(0, port_description(port or str(DEFAULT_PORT), self["interface"]))
+        self["endpoints"] = endpoints
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(Limits):
+            if field.name == "call_timeout":
+                continue
+            text = self[_option_name(field.name)]
+            kind = int if isinstance(getattr(_DEFAULTS, field.name), int) else float
+            try:
+                values[field.name] = kind(text)
+            except ValueError:
+                raise usage.UsageError(f"--{_option_name(field.name)} takes a number, not {text!r}") from None
+        try:
+            self["limits"] = Limits(**values)
+        except (TypeError, ValueError) as exc:
+            raise usage.UsageError(str(exc)) from None
+        try:
+            self["service_object"] = load_service(self["service"])
+        except (ImportError, AttributeError, TypeError, ValueError) as exc:
+            raise usage.UsageError(f"--service {self['service']}: {exc}") from None
+
+
+def port_description(port: str, interface: str) -> str:
+    """
+    An endpoint description for C{--port}: a bare number binds
+    C{interface}; anything else is already a description.
+    """
+    if not port.isdigit():
+        return port
+    escaped = interface.replace("\\", "\\\\").replace(":", "\\:")
+    kind = "tcp6" if ":" in interface else "tcp"
+    return f"{kind}:{port}:interface={escaped}"
+
+
+def load_service(spec: str | None) -> JSONService:
+    """
+    Load C{package.module:attr} (importable from the current directory): a
+    L{JSONService}, or a callable returning one.  L{None} gives the demo.
+    """
+    if spec is None:
+        from .demo import make_demo_service
+
+        return make_demo_service()
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError("expected package.module:attr")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if not isinstance(obj, JSONService) and callable(obj):
+        obj = obj()
+    if not isinstance(obj, JSONService):
+        raise TypeError(f"{spec} is {type(obj).__name__}, not a JSONService or a callable returning one")
+    return obj
+
+
+def makeService(options: Options) -> IService:
+    """Build the service twistd runs: listeners plus the drain on stop."""
+    from twisted.internet import reactor
+
+    factory = JSONServerFactory(options["service_object"], limits=options["limits"])
+    top = MultiService()
+    # Added first, so stopped last: the ports close before the drain starts.
+    JSONServerService(factory).setServiceParent(top)
+    for description in options["endpoints"]:
+        listener = StreamServerEndpointService(serverFromString(reactor, description), factory)
+        listener._raiseSynchronously = True
+        listener.setServiceParent(top)
+    return top
