@@ -56,7 +56,8 @@ class JSONClientFactory(JSONFactoryBase):
 
 def _endpoint(reactor: Any, endpoint: IStreamClientEndpoint | str) -> IStreamClientEndpoint:
     if isinstance(endpoint, str):
-        return clientFromString(reactor, endpoint)
+        described: IStreamClientEndpoint = clientFromString(reactor, endpoint)
+        return described
     if not IStreamClientEndpoint.providedBy(endpoint):
         raise TypeError(f"expected an endpoint or an endpoint description, not {endpoint!r}")
     return endpoint
@@ -82,7 +83,8 @@ def connect(
     @return: a Deferred firing with the connected L{JSONProtocol}.
     """
     factory = JSONClientFactory(service, clock=reactor, **limits)
-    return _endpoint(reactor, endpoint).connect(factory)  # type: ignore[no-any-return]
+    connecting: Deferred[Any] = _endpoint(reactor, endpoint).connect(factory)
+    return connecting
 
 
 class ReconnectingClient(ClientService):
@@ -118,7 +120,8 @@ class ReconnectingClient(ClientService):
 
     def protocol(self) -> Deferred[JSONProtocol]:
         """A Deferred firing with the current (or next) connection."""
-        return self.whenConnected()  # type: ignore[no-any-return]
+        connected: Deferred[Any] = self.whenConnected()
+        return connected
 
     def call(self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Deferred[Any]:
         """L{JSONProtocol.call} on the current or next connection."""
@@ -135,7 +138,7 @@ class ReconnectingClient(ClientService):
         return self._when_connected(timeout).addCallback(lambda proto: proto.send(message, timeout=timeout))
 
     def _when_connected(self, timeout: float | None) -> Deferred[JSONProtocol]:
-        d: Deferred[JSONProtocol] = self.whenConnected()
+        d: Deferred[Any] = self.whenConnected()
         seconds = self.factory.limits.call_timeout if timeout is None else timeout
         if seconds and not d.called:
             d.addTimeout(seconds, self._reactor)

@@ -192,9 +192,12 @@ def loads(data: bytes, max_depth: int = ORJSON_MAX_DEPTH, *, check_big_int: bool
         if exc.msg.startswith("depth limit"):
             raise _too_deep(min(max_depth, ORJSON_MAX_DEPTH)) from None
         raise ParseError(data=_describe(exc)) from None
-    if max_depth < ORJSON_MAX_DEPTH and data.count(b"[") + data.count(b"{") > max_depth:
-        if _depth_of(value) > max_depth:
-            raise _too_deep(max_depth)
+    if (
+        max_depth < ORJSON_MAX_DEPTH
+        and data.count(b"[") + data.count(b"{") > max_depth
+        and _depth_of(value) > max_depth
+    ):
+        raise _too_deep(max_depth)
     return value
 
 
@@ -348,12 +351,12 @@ class Framer:
             if len(buf) > self.max_line_length:
                 self._overflow(out)
             return out
-        lines = buf.split(b"\n")
+        lines: list[Any] = buf.split(b"\n")
         self._partial = lines.pop()
         self._tried = self._next_try = 0
         limit = self.max_line_length
         if max(map(len, lines)) > limit:
-            lines = [line if len(line) <= limit else LineTooLong(limit) for line in lines]  # type: ignore[misc]
+            lines = [line if len(line) <= limit else LineTooLong(limit) for line in lines]
         if len(self._partial) > limit:
             lines.append(LineTooLong(limit))
             self._partial = b""
@@ -361,7 +364,7 @@ class Framer:
         if out:
             out.extend(lines)
             return out
-        return lines  # type: ignore[return-value]
+        return lines
 
     def _overflow(self, out: list[bytes | LineTooLong]) -> None:
         out.append(LineTooLong(self.max_line_length))

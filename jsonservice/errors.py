@@ -97,7 +97,6 @@ class _CodedError(RPCError):
     Base of the errors with a fixed code: C{Subclass(message=None, data=None)}.
     """
 
-    code: ClassVar[int]  # type: ignore[misc]
     default_message: ClassVar[str]
 
     def __init__(self, message: str | None = None, data: Any = None) -> None:

@@ -11,7 +11,7 @@ dicts that go back on the wire.  No I/O, no Twisted.
 
 from __future__ import annotations
 
-from typing import Any, Final, Union
+from typing import Any, Final
 
 from .errors import BatchTooLarge, InvalidRequest, RPCError
 
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 #: A JSON-RPC id: a string, a number, or null.
-Id = Union[str, int, float, None]
+Id = str | int | float | None
 
 VERSION: Final = "2.0"
 
@@ -63,7 +63,7 @@ class Request:
     @ivar id: the request id, or L{NO_ID} for a notification.
     """
 
-    __slots__ = ("method", "params", "id")
+    __slots__ = ("id", "method", "params")
 
     def __init__(self, method: str, params: list[Any] | dict[str, Any] | None, id: Id | _NoId) -> None:
         self.method = method
@@ -93,7 +93,7 @@ class Response:
     A response to a call this side made: C{error} is L{None} on success.
     """
 
-    __slots__ = ("id", "result", "error")
+    __slots__ = ("error", "id", "result")
 
     def __init__(self, id: Id, result: Any = None, error: RPCError | None = None) -> None:
         self.id = id
@@ -156,7 +156,7 @@ class Plain:
     __hash__ = None  # type: ignore[assignment]
 
 
-Item = Union[Request, Response, Invalid]
+Item = Request | Response | Invalid
 
 
 class Batch:
@@ -178,7 +178,7 @@ class Batch:
     __hash__ = None  # type: ignore[assignment]
 
 
-Message = Union[Request, Response, Invalid, Plain, Batch]
+Message = Request | Response | Invalid | Plain | Batch
 
 
 def _valid_id(value: Any) -> bool:

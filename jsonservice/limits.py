@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Limits", "ORJSON_MAX_DEPTH", "LIMIT_HELP"]
+__all__ = ["LIMIT_HELP", "ORJSON_MAX_DEPTH", "Limits"]
 
 #: orjson refuses documents nested deeper than this; the fallback decoder
 #: enforces the same bound, so it is also the highest C{max_depth} allowed.
@@ -87,7 +87,7 @@ LIMIT_HELP: dict[str, str] = {
     "max_batch": "most items in one batch; more get -32003",
     "max_in_flight": "requests running per connection before it stops being read",
     "max_unsent": "unsent output bytes per connection before it stops being read",
-    "write_stall_timeout": "seconds a stalled connection may keep output unsent before it is aborted (0 = never)",
+    "write_stall_timeout": "seconds output may stay stalled before the connection is aborted (0 = never)",
     "request_timeout": "seconds a request may run before -32000 (0 = no limit)",
     "idle_timeout": "seconds a quiet connection is kept open (0 = forever)",
     "max_connections": "connections accepted at once; more get -32001 and are closed",

@@ -12,6 +12,7 @@ C{transport.write}.
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
@@ -76,7 +77,7 @@ class ConnectionClosed(ConnectionLost):
     """
 
 
-class CallTimeout(TimeoutError):  # type: ignore[misc]
+class CallTimeout(TimeoutError):
     """A call made with a timeout got no reply in time (the peer was told
     to cancel it)."""
 
@@ -184,8 +185,8 @@ class JSONProtocol(LineReceiver):
         if self._clock is None:
             from twisted.internet import reactor
 
-            self._clock = reactor  # type: ignore[assignment]
-        return self._clock  # type: ignore[return-value]
+            self._clock = reactor
+        return self._clock
 
     @property
     def peer(self) -> IAddress:
@@ -210,10 +211,8 @@ class JSONProtocol(LineReceiver):
         if hasattr(transport, "bufferSize"):
             # The transport pauses us (IPushProducer) once this much is unsent.
             transport.bufferSize = self.limits.max_unsent
-        try:
+        with contextlib.suppress(RuntimeError):  # another producer is registered already
             transport.registerProducer(self, True)
-        except RuntimeError:
-            pass  # someone else's producer is registered already
         idle = self.limits.idle_timeout
         if idle:
             self._last_active = self.clock.seconds()
@@ -281,7 +280,7 @@ class JSONProtocol(LineReceiver):
         C{LineReceiver.dataReceived}, with the same contract).
         """
         if not self.line_mode:
-            self.rawDataReceived(data)
+            self.rawDataReceived(data)  # type: ignore[no-untyped-call]
             return
         if self._reading:
             # Re-entered (resumeProducing from inside a handler): the outer
@@ -304,9 +303,9 @@ class JSONProtocol(LineReceiver):
                         self._stop_reading(lines[index:])
                         break
                     if line.__class__ is bytes:
-                        self.lineReceived(line)  # type: ignore[arg-type]
+                        self.lineReceived(line)
                     else:
-                        self.lineLengthExceeded(line)  # type: ignore[arg-type]
+                        self.lineLengthExceeded(line)
             finally:
                 self._reading = False
                 self._out = None
@@ -320,8 +319,8 @@ class JSONProtocol(LineReceiver):
             return
         if not self.line_mode:
             lines = [line for line in rest if line.__class__ is bytes]
-            raw = b"\n".join(lines) + b"\n" if lines else b""  # type: ignore[arg-type]
-            self.rawDataReceived(raw + self._framer.take_partial())
+            raw = b"\n".join(lines) + b"\n" if lines else b""
+            self.rawDataReceived(raw + self._framer.take_partial())  # type: ignore[no-untyped-call]
             return
         self._framer.unread(rest)
 
@@ -377,7 +376,7 @@ class JSONProtocol(LineReceiver):
             return
         self.valueReceived(value)
 
-    def lineLengthExceeded(self, line: Any) -> None:  # type: ignore[override]
+    def lineLengthExceeded(self, line: Any) -> None:
         """
         A line longer than the limit: answer -32002 (naming the limit) and
         go on with the next line, instead of LineReceiver's disconnect.
@@ -439,14 +438,14 @@ class JSONProtocol(LineReceiver):
         if self.draining:
             if req.id is NO_ID:
                 return None
-            return error_reply(req.id, RequestCancelled(data="the server is shutting down"))
+            return error_reply(req.id, RequestCancelled(data="the server is shutting down"))  # type: ignore[arg-type]
         try:
             service = self.service
             if service is None:
                 raise MethodNotFound(data="this side serves no methods")
             result = service.dispatch(method, req.params, self, req.id)
         except RPCError as exc:
-            return None if req.id is NO_ID else error_reply(req.id, exc)
+            return None if req.id is NO_ID else error_reply(req.id, exc)  # type: ignore[arg-type]
         if isinstance(result, Deferred):
             key = req.id if req.id is not NO_ID and req.id not in self._running else object()
             return self._track(result, key, method).addCallbacks(
@@ -723,10 +722,14 @@ class JSONProtocol(LineReceiver):
         Send the peer a notification: no reply, no way to know it arrived.
         Dropped (and logged) when the connection is closed.
         """
+        self.notify_params(method, make_params(args, kwargs))
+
+    def notify_params(self, method: str, params: list[Any] | dict[str, Any] | None = None) -> None:
+        """Like L{notify}, with the params given as one list or dict."""
         if self._closed or self.transport is None:
             self._log.info("Not connected: dropped notification {method!r}", method=method)
             return
-        self._write(dumps_line(notification(method, make_params(args, kwargs))))
+        self._write(dumps_line(notification(method, params)))
 
     def send(self, message: Any, *, timeout: float | None = None) -> Deferred[Any]:
         """
@@ -848,11 +851,11 @@ class JSONFactoryBase(Factory):
         self.clock = clock
         self.connections: set[JSONProtocol] = set()
 
-    def buildProtocol(self, addr: IAddress) -> JSONProtocol | None:  # type: ignore[override]
+    def buildProtocol(self, addr: IAddress | None) -> JSONProtocol | None:
         """Build a L{JSONProtocol} with this factory's service and limits."""
-        proto = self.protocol(self.service, self.limits, self.clock)  # type: ignore[call-arg]
+        proto = self.protocol(self.service, self.limits, self.clock)
         proto.factory = self
-        return proto  # type: ignore[no-any-return]
+        return proto
 
     def connection_made(self, proto: JSONProtocol) -> None:
         """Called by each connection once it is up."""

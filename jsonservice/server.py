@@ -71,7 +71,7 @@ class JSONServerFactory(JSONFactoryBase):
         busy = ServerBusy(data={"max_connections": self.limits.max_connections})
         self._busy_line = dumps_line(error_reply(None, busy))
 
-    def buildProtocol(self, addr: IAddress) -> Any:
+    def buildProtocol(self, addr: IAddress | None) -> Any:
         """A L{JSONProtocol}, or a refusal when over the cap or draining."""
         count = len(self.connections)
         limit = self.limits.max_connections
@@ -143,7 +143,7 @@ class JSONServerFactory(JSONFactoryBase):
 def _reactor() -> IReactorTime:
     from twisted.internet import reactor
 
-    return reactor  # type: ignore[return-value]
+    return reactor
 
 
 class JSONServerService(Service):
@@ -158,5 +158,5 @@ class JSONServerService(Service):
 
     def stopService(self) -> Deferred[None]:
         """Drain the factory's connections (see L{JSONServerFactory.drain})."""
-        super().stopService()
+        super().stopService()  # type: ignore[no-untyped-call]
         return self.factory.drain()

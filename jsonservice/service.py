@@ -146,14 +146,15 @@ class Handler:
             args: tuple[Any, ...] = tuple(params) if params else ()
             kwargs: dict[str, Any] = {}
         else:
-            keys = params.keys()
+            params_dict: dict[str, Any] = params  # type: ignore[assignment]
+            keys = params_dict.keys()
             if (
                 self._quick_named
                 and self._required_names <= keys
                 and (self._names is None or keys <= self._names)
             ):
                 return
-            args, kwargs = (), params
+            args, kwargs = (), params_dict
         try:
             self._signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -237,7 +238,7 @@ class JSONService:
     def message(self, func: F, /) -> F: ...
 
     @overload
-    def message(self, *, context: bool = False) -> Callable[[F], F]: ...
+    def message(self, func: None = None, /, *, context: bool = False) -> Callable[[F], F]: ...
 
     def message(self, func: Any = None, /, *, context: bool = False) -> Any:
         """

@@ -43,7 +43,7 @@ class Options(usage.Options):
         '{"message": "Hello from server"} for plain messages.'
     )
 
-    optParameters: list[list[Any]] = [
+    optParameters: list[list[Any]] = [  # type: ignore[assignment]
         [
             "port",
             "p",
@@ -64,7 +64,7 @@ class Options(usage.Options):
     ]
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self["listen"] = []
 
     def opt_listen(self, description: str) -> None:
@@ -143,7 +143,7 @@ def makeService(options: Options) -> IService:
     factory = JSONServerFactory(options["service_object"], limits=options["limits"])
     top = MultiService()
     # Added first, so stopped last: the ports close before the drain starts.
-    JSONServerService(factory).setServiceParent(top)
+    JSONServerService(factory).setServiceParent(top)  # type: ignore[no-untyped-call]
     for description in options["endpoints"]:
         listener = StreamServerEndpointService(serverFromString(reactor, description), factory)
         listener._raiseSynchronously = True

@@ -1,0 +1,202 @@
+"""
+The command-line client: C{jsonservice call|notify|send}, also run as
+C{python -m jsonservice}.
+
+    jsonservice call echo '"hi"'                 # positional params: JSON values
+    jsonservice call subtract minuend=42 subtrahend=23
+    jsonservice notify --connect unix:/run/x.sock log '"started"'
+    jsonservice send '{"name": "John", "age": 30, "city": "New York"}'
+
+Exit status: 0 on success, 1 when the peer answers with a JSON-RPC error
+(printed to stderr with its code and message), 2 when it cannot connect,
+the connection drops, or the reply does not come in time; 64 for bad
+arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from typing import Any, Final
+
+from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.error import ConnectError, ConnectionLost, DNSLookupError
+from twisted.python.failure import Failure
+
+from .codec import EncodeError, dumps, loads
+from .errors import ParseError, RPCError
+
+__all__ = ["DEFAULT_ENDPOINT", "main", "parse_args", "parse_params"]
+
+DEFAULT_ENDPOINT: Final = "tcp:127.0.0.1:8080"
+DEFAULT_TIMEOUT: Final = 10.0
+
+EXIT_OK: Final = 0
+EXIT_RPC_ERROR: Final = 1
+EXIT_UNAVAILABLE: Final = 2
+EXIT_USAGE: Final = 64
+
+_NAMED: Final = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.DOTALL)
+
+
+class UsageError(Exception):
+    """Arguments that do not make a request."""
+
+
+def _json(text: str, what: str) -> Any:
+    try:
+        return loads(text.encode("utf-8", "surrogatepass"))
+    except ParseError as exc:
+        hint = f" (a string is quoted: '\"{text}\"')" if text and text[0] not in '[{"-0123456789' else ""
+        raise UsageError(f"{what} {text!r} is not a JSON value: {exc.data}{hint}") from None
+
+
+def parse_params(args: list[str]) -> list[Any] | dict[str, Any] | None:
+    """
+    Turn command-line ARGs into JSON-RPC params: each a JSON value
+    (positional) or C{name=JSONVALUE} (named); not both kinds at once.
+    """
+    positional: list[Any] = []
+    named: dict[str, Any] = {}
+    for arg in args:
+        try:
+            positional.append(loads(arg.encode("utf-8", "surrogatepass")))
+            continue
+        except ParseError:
+            pass
+        match = _NAMED.match(arg)
+        if match is None:
+            _json(arg, "argument")  # raises with the reason
+        name, value = match.groups()  # type: ignore[union-attr]
+        named[name] = _json(value, f"value of {name}")
+    if positional and named:
+        raise UsageError("give params positionally or by name (name=VALUE), not both")
+    if named:
+        return named
+    return positional or None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jsonservice",
+        description="Call, notify or message a JSON / JSON-RPC 2.0 service.",
+        epilog="Exit status: 0 success, 1 JSON-RPC error, 2 cannot connect or no reply in time, 64 usage.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(sub: argparse.ArgumentParser, timeout: bool = True) -> None:
+        sub.add_argument(
+            "--connect",
+            "-c",
+            default=DEFAULT_ENDPOINT,
+            metavar="ENDPOINT",
+            help=f"client endpoint description [default: {DEFAULT_ENDPOINT}]",
+        )
+        if timeout:
+            sub.add_argument(
+                "--timeout",
+                "-t",
+                type=float,
+                default=DEFAULT_TIMEOUT,
+                metavar="S",
+                help=f"seconds to wait for the connection and the reply [default: {DEFAULT_TIMEOUT:g}]",
+            )
+
+    call = commands.add_parser("call", help="call a method and print its result")
+    common(call)
+    call.add_argument("method", metavar="METHOD")
+    call.add_argument("args", nargs="*", metavar="ARG", help="a JSON value, or name=JSONVALUE")
+    notify = commands.add_parser("notify", help="send a notification (no reply)")
+    common(notify)
+    notify.add_argument("method", metavar="METHOD")
+    notify.add_argument("args", nargs="*", metavar="ARG", help="a JSON value, or name=JSONVALUE")
+    send = commands.add_parser("send", help="send a plain JSON message and print the reply")
+    common(send)
+    send.add_argument("message", metavar="JSON")
+    return parser
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Parse the command line; C{params}/C{message} come out decoded."""
+    args = _parser().parse_args(argv)
+    if args.command == "send":
+        args.message = _json(args.message, "message")
+    else:
+        args.params = parse_params(args.args)
+    if getattr(args, "timeout", 1) <= 0:
+        raise UsageError("--timeout must be positive")
+    return args
+
+
+def _print_json(value: Any) -> None:
+    try:
+        text = dumps(value).decode("utf-8")
+    except EncodeError:
+        text = repr(value)
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _exit_for(failure: Failure, endpoint: str) -> int:
+    if failure.check(RPCError):
+        error: RPCError = failure.value  # type: ignore[assignment]
+        detail = f": {dumps(error.data).decode()}" if error.data is not None else ""
+        sys.stderr.write(f"error {error.code}: {error.message}{detail}\n")
+        return EXIT_RPC_ERROR
+    if failure.check(TimeoutError):
+        sys.stderr.write(f"no reply from {endpoint} in time\n")
+    elif failure.check(ConnectError, DNSLookupError):
+        sys.stderr.write(f"cannot connect to {endpoint}: {failure.getErrorMessage()}\n")
+    elif failure.check(ConnectionLost):
+        sys.stderr.write(f"connection to {endpoint} closed before the reply\n")
+    else:
+        sys.stderr.write(f"failed: {failure.getErrorMessage()}\n")
+    return EXIT_UNAVAILABLE
+
+
+async def _run(reactor: Any, args: argparse.Namespace) -> int:
+    from .client import connect
+
+    timeout = getattr(args, "timeout", DEFAULT_TIMEOUT)
+    connecting = connect(reactor, args.connect).addTimeout(timeout, reactor)
+    try:
+        proto = await connecting
+    except Exception:
+        return _exit_for(Failure(), args.connect)
+    try:
+        if args.command == "notify":
+            proto.notify_params(args.method, args.params)
+            return EXIT_OK
+        if args.command == "call":
+            result = await proto.request(args.method, args.params, timeout=timeout)
+        else:
+            result = await proto.send(args.message, timeout=timeout)
+    except Exception:
+        return _exit_for(Failure(), args.connect)
+    finally:
+        proto.transport.loseConnection()  # type: ignore[union-attr]
+    _print_json(result)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line client (the C{jsonservice} script)."""
+    from twisted.internet.task import react
+
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as exc:
+        sys.stderr.write(f"jsonservice: {exc}\n")
+        raise SystemExit(EXIT_USAGE) from None
+
+    async def run(reactor: Any) -> None:
+        code = await _run(reactor, args)
+        if code:
+            raise SystemExit(code)
+
+    react(lambda reactor: Deferred.fromCoroutine(run(reactor)))
+
+
+if __name__ == "__main__":
+    main()
