@@ -11,12 +11,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from twisted.application.internet import ClientService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
 
 from .limits import Limits
-from .protocol import JSONFactoryBase, JSONProtocol
+from .protocol import CallTimeout, JSONFactoryBase, JSONProtocol
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -93,11 +95,15 @@ class ReconnectingClient(ClientService):
     C{twisted.application.internet.ClientService}); start it as a service
     or with C{startService()}.
 
-    While disconnected, L{call} and L{notify} wait for the next connection
-    (up to the call's timeout) instead of failing; a call already sent when
-    the connection drops fails with L{ConnectionClosed
+    While disconnected, L{call}, L{notify} and L{send} wait for the next
+    connection instead of failing.  The wait for a connection and the wait
+    for the reply share the call's timeout (C{timeout=}, else the
+    C{call_timeout} limit; 0: wait for ever); running out of it fails with
+    L{CallTimeout <jsonservice.protocol.CallTimeout>}.  A call already sent
+    when the connection drops fails with L{ConnectionClosed
     <jsonservice.protocol.ConnectionClosed>} and is not resent, since the
-    server may have run it.
+    server may have run it.  Once the service is stopped, they fail at once
+    with C{CancelledError}.
     """
 
     def __init__(
@@ -119,27 +125,89 @@ class ReconnectingClient(ClientService):
         )
 
     def protocol(self) -> Deferred[JSONProtocol]:
-        """A Deferred firing with the current (or next) connection."""
-        connected: Deferred[Any] = self.whenConnected()
-        return connected
+        """
+        A Deferred firing with the current connection, or with the next one
+        (on a later reactor turn, so its callbacks may use this client).
+        """
+        return self._connection()
 
     def call(self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Deferred[Any]:
         """L{JSONProtocol.call} on the current or next connection."""
-        return self._when_connected(timeout).addCallback(
-            lambda proto: proto.call(method, *args, timeout=timeout, **kwargs)
+        return self._on_connection(
+            timeout,
+            f"call {method!r}",
+            lambda proto, left: proto.call(method, *args, timeout=left, **kwargs),
         )
 
     def notify(self, method: str, *args: Any, **kwargs: Any) -> Deferred[None]:
         """L{JSONProtocol.notify} on the current or next connection."""
-        return self._when_connected(None).addCallback(lambda proto: proto.notify(method, *args, **kwargs))
+        return self._on_connection(
+            None, f"notification {method!r}", lambda proto, left: proto.notify(method, *args, **kwargs)
+        )
 
     def send(self, message: Any, *, timeout: float | None = None) -> Deferred[Any]:
         """L{JSONProtocol.send} on the current or next connection."""
-        return self._when_connected(timeout).addCallback(lambda proto: proto.send(message, timeout=timeout))
+        return self._on_connection(
+            timeout, "plain message", lambda proto, left: proto.send(message, timeout=left)
+        )
 
-    def _when_connected(self, timeout: float | None) -> Deferred[JSONProtocol]:
-        d: Deferred[Any] = self.whenConnected()
+    def _on_connection(
+        self, timeout: float | None, what: str, action: Callable[[JSONProtocol, float | None], Any]
+    ) -> Deferred[Any]:
+        """
+        Run C{action(proto, timeout_left)} on the current or next connection.
+        The wait for a connection and the wait for the reply share one
+        timeout budget; running out of it is a L{CallTimeout}.
+        """
         seconds = self.factory.limits.call_timeout if timeout is None else timeout
-        if seconds and not d.called:
-            d.addTimeout(seconds, self._reactor)
-        return d
+        connected = self._connection()
+        if connected.called or not seconds:
+            return connected.addCallback(action, timeout)
+        deadline = self._reactor.seconds() + seconds
+
+        def timed_out(result: Any, _: float) -> Any:
+            if isinstance(result, Failure) and result.check(CancelledError):
+                return Failure(CallTimeout(f"not connected within {seconds}s: did not send {what}"))
+            return result
+
+        connected.addTimeout(seconds, self._reactor, onTimeoutCancel=timed_out)
+        # Never 0 (which means "no timeout"): the budget is nearly spent.
+        return connected.addCallback(
+            lambda proto: action(proto, max(deadline - self._reactor.seconds(), 1e-3))
+        )
+
+    def _connection(self) -> Deferred[JSONProtocol]:
+        """
+        The open connection now, or the next one on a later reactor turn.
+
+        C{ClientService} fires its C{whenConnected} Deferreds from inside its
+        state machine, which refuses re-entrant inputs (C{whenConnected},
+        C{stopService}) with C{RuntimeError}: a caller awaiting the
+        connection and then calling again would break it.  Handing over on
+        the next turn avoids that.  Likewise a connection that is closing
+        (we are inside its C{connectionLost}, before C{ClientService} hears
+        of it) is not handed out: the next one is awaited.
+        """
+        waiting: Deferred[Any] = self.whenConnected()
+        if waiting.called:
+            now: list[Any] = []
+            waiting.addBoth(now.append)
+            current = now[0]
+            if isinstance(current, JSONProtocol) and current._closed:
+                return deferLater(self._reactor, 0, lambda: None).addCallback(lambda _: self._connection())
+            return fail(current) if isinstance(current, Failure) else succeed(current)
+        handed: Deferred[JSONProtocol] = Deferred(lambda _: waiting.cancel())
+
+        def hand_over(result: Any) -> None:
+            def deliver() -> None:
+                if handed.called:
+                    return
+                if isinstance(result, Failure):
+                    handed.errback(result)
+                else:
+                    handed.callback(result)
+
+            self._reactor.callLater(0, deliver)
+
+        waiting.addBoth(hand_over)
+        return handed

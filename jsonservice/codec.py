@@ -160,7 +160,8 @@ def _loads_exact(data: bytes, max_depth: int) -> Any:
         sys.setrecursionlimit(limit + max_depth + 64)
         value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
-        raise ParseError(data=f"{exc.msg} at byte {len(text[: exc.pos].encode())}") from None
+        where = len(text[: exc.pos].encode("utf-8", "surrogatepass"))
+        raise ParseError(data=f"{exc.msg.removesuffix(' at')} at byte {where}") from None
     except ValueError as exc:
         raise ParseError(data=str(exc)) from None
     finally:
@@ -169,8 +170,15 @@ def _loads_exact(data: bytes, max_depth: int) -> Any:
     return value
 
 
-def _describe(exc: orjson.JSONDecodeError) -> str:
-    return f"{exc.msg} at byte {exc.pos}"
+def _byte_offset(data: bytes, char_pos: int) -> int:
+    """orjson reports positions in characters; say where that is in bytes."""
+    if data.isascii():
+        return char_pos
+    return len(data.decode("utf-8", "replace")[:char_pos].encode("utf-8", "replace"))
+
+
+def _describe(exc: orjson.JSONDecodeError, data: bytes) -> str:
+    return f"{exc.msg} at byte {_byte_offset(data, exc.pos)}"
 
 
 def loads(data: bytes, max_depth: int = ORJSON_MAX_DEPTH, *, check_big_int: bool = True) -> Any:
@@ -191,7 +199,7 @@ def loads(data: bytes, max_depth: int = ORJSON_MAX_DEPTH, *, check_big_int: bool
     except orjson.JSONDecodeError as exc:
         if exc.msg.startswith("depth limit"):
             raise _too_deep(min(max_depth, ORJSON_MAX_DEPTH)) from None
-        raise ParseError(data=_describe(exc)) from None
+        raise ParseError(data=_describe(exc, data)) from None
     if (
         max_depth < ORJSON_MAX_DEPTH
         and data.count(b"[") + data.count(b"{") > max_depth
@@ -213,8 +221,16 @@ def loads_unterminated(data: bytes, max_depth: int = ORJSON_MAX_DEPTH) -> tuple[
         value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         # A prefix of a valid text only fails where the data ends.
-        if exc.pos >= len(data.rstrip()) and not exc.msg.startswith("depth limit"):
+        stripped = data.rstrip()
+        end = len(stripped) if stripped.isascii() else len(stripped.decode("utf-8", "replace"))
+        if exc.pos >= end and not exc.msg.startswith("depth limit"):
             return False, None
+        if "UTF-8" in exc.msg:
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                if bad.end == len(data) and bad.reason == "unexpected end of data":
+                    return False, None  # cut inside a character: more may come
         return True, loads(data, max_depth)  # raises, with the same message
     if may_hold_big_int(data) or (
         max_depth < ORJSON_MAX_DEPTH and data.count(b"[") + data.count(b"{") > max_depth
@@ -286,19 +302,26 @@ class Framer:
     Splits a byte stream into lines.  Sans-IO: feed bytes, get lines.
 
     Lines come back without their C{\\n}; a trailing C{\\r} is kept (JSON
-    treats it as whitespace) and blank lines are passed on (the decoder
-    ignores them), so the common case costs one C{split}.  A line longer
-    than C{max_line_length} is reported once as L{LineTooLong} in its place
-    and its bytes are dropped up to the next newline: the stream goes on.
+    treats it as whitespace, and it counts toward the limit) and blank lines
+    are passed on (the decoder ignores them), so the common case costs one
+    C{split}.  A line longer than C{max_line_length} is reported once as
+    L{LineTooLong} in its place and its bytes are dropped up to the next
+    newline: the stream goes on.  An unfinished line is kept as a list of
+    pieces, so a long line arriving in many chunks costs linear time.
 
     @ivar max_line_length: the limit, in bytes, not counting the newline.
+    @ivar may_hold_big_int: whether the lines the last L{feed} returned may
+        hold an integer past 64 bits (pass it to L{loads} as
+        C{check_big_int}).
     """
 
     __slots__ = (
         "_backlog",
         "_discarding",
         "_next_try",
-        "_partial",
+        "_parts",
+        "_parts_big",
+        "_size",
         "_tried",
         "max_line_length",
         "may_hold_big_int",
@@ -306,70 +329,76 @@ class Framer:
 
     def __init__(self, max_line_length: int) -> None:
         self.max_line_length = max_line_length
-        self._partial = b""
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._parts_big = False
         self._discarding = False
         self._tried = 0
         self._next_try = 0
         self._backlog: list[bytes | LineTooLong] = []
-        #: Whether the lines the last L{feed} returned may hold an integer
-        #: past 64 bits (pass it to L{loads} as C{check_big_int}).
         self.may_hold_big_int = False
 
     @property
     def buffered(self) -> int:
         """Bytes held that are not yet part of a complete line."""
-        return len(self._partial)
+        return self._size
 
     @property
     def partial(self) -> bytes:
         """The bytes held after the last newline (an unfinished line)."""
-        return self._partial
+        parts = self._parts
+        if len(parts) > 1:
+            parts[:] = [b"".join(parts)]
+        return parts[0] if parts else b""
 
     def feed(self, data: bytes) -> list[bytes | LineTooLong]:
         """
-        Add bytes; return the lines they complete, in order (including
+        Add bytes; return the lines they complete, in order (after any
         lines given back with L{unread}).
         """
         out = self._backlog
-        partial = self._partial
-        self.may_hold_big_int = bool(
-            out
-            or _LONG_RUN in data.translate(_DIGITS_ONLY)
-            or (partial and _LONG_RUN in (partial[-18:] + data[:18]).translate(_DIGITS_ONLY))
-        )
-        if out:
-            self._backlog = []
+        self._backlog = []
+        big = bool(out) or _LONG_RUN in data.translate(_DIGITS_ONLY)
         if self._discarding:
             end = data.find(b"\n")
             if end < 0:
+                self.may_hold_big_int = big
                 return out
             data = data[end + 1 :]
             self._discarding = False
-        buf = self._partial + data if self._partial else data
-        if b"\n" not in buf:
-            self._partial = buf
-            if len(buf) > self.max_line_length:
-                self._overflow(out)
+        parts = self._parts
+        if parts and not big:
+            # A digit run may straddle the boundary, or sit in earlier pieces.
+            big = self._parts_big or _LONG_RUN in (parts[-1][-18:] + data[:18]).translate(_DIGITS_ONLY)
+        self.may_hold_big_int = big
+        if b"\n" not in data:
+            if data:
+                parts.append(data)
+                self._size += len(data)
+                self._parts_big = big
+                if self._size > self.max_line_length:
+                    out.append(LineTooLong(self.max_line_length))
+                    self._drop_partial(discard_rest=True)
             return out
-        lines: list[Any] = buf.split(b"\n")
-        self._partial = lines.pop()
+        lines: list[Any] = data.split(b"\n")
+        if parts:
+            parts.append(lines[0])
+            lines[0] = b"".join(parts)
+        rest = lines.pop()
+        self._parts = [rest] if rest else []
+        self._size = len(rest)
+        self._parts_big = big and _LONG_RUN in rest.translate(_DIGITS_ONLY)
         self._tried = self._next_try = 0
         limit = self.max_line_length
         if max(map(len, lines)) > limit:
             lines = [line if len(line) <= limit else LineTooLong(limit) for line in lines]
-        if len(self._partial) > limit:
+        if self._size > limit:
             lines.append(LineTooLong(limit))
-            self._partial = b""
-            self._discarding = True
+            self._drop_partial(discard_rest=True)
         if out:
             out.extend(lines)
             return out
         return lines
-
-    def _overflow(self, out: list[bytes | LineTooLong]) -> None:
-        out.append(LineTooLong(self.max_line_length))
-        self._partial = b""
-        self._discarding = True
 
     def unread(self, lines: list[bytes | LineTooLong]) -> None:
         """
@@ -377,6 +406,14 @@ class Framer:
         paused); the next L{feed} returns them first.
         """
         self._backlog[:0] = lines
+
+    def _candidate_shape(self) -> bool:
+        """Whether the unfinished line ends like a complete text may."""
+        parts = self._parts
+        tail = parts[-1].rstrip() if parts else b""
+        if not tail and len(parts) > 1:
+            tail = self.partial.rstrip()
+        return bool(tail) and tail[-1] in _CLOSERS
 
     def unterminated(self, force: bool = False) -> bytes | None:
         """
@@ -387,18 +424,16 @@ class Framer:
         is offered again only once it has doubled in length, unless
         C{force} is true; L{retry_pending} says one was held back.
         """
-        partial = self._partial
-        if not partial or self._discarding:
+        size = self._size
+        if not size or self._discarding:
             return None
-        size = len(partial)
         if not force and size < self._next_try:
             return None
-        stripped = partial.rstrip()
-        if not stripped or stripped[-1] not in _CLOSERS:
+        if not self._candidate_shape():
             return None
         self._tried = size
         self._next_try = 2 * size
-        return partial
+        return self.partial
 
     @property
     def retry_pending(self) -> bool:
@@ -406,11 +441,9 @@ class Framer:
         Whether L{unterminated} held back a candidate that may be complete;
         call it again with C{force=True} once the peer has gone quiet.
         """
-        partial = self._partial
-        if not partial or self._discarding or not self._tried < len(partial) < self._next_try:
+        if self._discarding or not self._tried < self._size < self._next_try:
             return False
-        stripped = partial.rstrip()
-        return bool(stripped) and stripped[-1] in _CLOSERS
+        return self._candidate_shape()
 
     def take_partial(self, discard_rest: bool = False) -> bytes:
         """
@@ -418,8 +451,13 @@ class Framer:
         message).  With C{discard_rest}, also drop what follows up to the
         next newline: the line was found invalid before it ended.
         """
-        partial = self._partial
-        self._partial = b""
+        partial = self.partial
+        self._drop_partial(discard_rest)
+        return partial
+
+    def _drop_partial(self, discard_rest: bool) -> None:
+        self._parts = []
+        self._size = 0
+        self._parts_big = False
         self._tried = self._next_try = 0
         self._discarding = discard_rest
-        return partial

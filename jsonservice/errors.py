@@ -25,6 +25,7 @@ __all__ = [
     "RequestCancelled",
     "RequestTimeout",
     "ServerBusy",
+    "Unauthorized",
 ]
 
 
@@ -100,7 +101,7 @@ class _CodedError(RPCError):
     default_message: ClassVar[str]
 
     def __init__(self, message: str | None = None, data: Any = None) -> None:
-        super().__init__(type(self).code, message or self.default_message, data)
+        super().__init__(type(self).code, self.default_message if message is None else message, data)
 
 
 class ParseError(_CodedError):
@@ -166,6 +167,13 @@ class BatchTooLarge(_CodedError):
     default_message = "Batch too large"
 
 
+class Unauthorized(_CodedError):
+    """The connection has not authenticated (or gave a wrong token)."""
+
+    code = -32004
+    default_message = "Unauthorized"
+
+
 class RequestCancelled(_CodedError):
     """The caller cancelled the request, or the server is shutting down."""
 
@@ -185,6 +193,7 @@ _BY_CODE: dict[int, type[_CodedError]] = {
         ServerBusy,
         MessageTooLarge,
         BatchTooLarge,
+        Unauthorized,
         RequestCancelled,
     )
 }

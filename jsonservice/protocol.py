@@ -311,7 +311,7 @@ class JSONProtocol(LineReceiver):
                 self._out = None
             if out:
                 self.transport.write(b"".join(out))  # type: ignore[union-attr]
-        if framer.partial and self.line_mode and not self.paused:
+        if framer.buffered and self.line_mode and not self.paused:
             self._try_unterminated(False)
 
     def _stop_reading(self, rest: list[bytes | LineTooLong]) -> None:
@@ -370,7 +370,7 @@ class JSONProtocol(LineReceiver):
         try:
             value = loads(line, self._max_depth, check_big_int=self._check_big)
         except ParseError as exc:
-            if line.isspace():
+            if not line or line.isspace():  # b"".isspace() is False
                 return
             self._reply_in_order(dumps_line(error_reply(None, exc)))
             return

@@ -68,6 +68,7 @@ class JSONServerFactory(JSONFactoryBase):
         self.draining = False
         self._refusing = False
         self._drained: list[Deferred[None]] = []
+        self._abort_timer: IDelayedCall | None = None
         busy = ServerBusy(data={"max_connections": self.limits.max_connections})
         self._busy_line = dumps_line(error_reply(None, busy))
 
@@ -89,6 +90,10 @@ class JSONServerFactory(JSONFactoryBase):
         """Forget a closed connection; fire L{drain}'s Deferreds after the last."""
         super().connection_lost(proto)
         if self.draining and not self.connections:
+            if self._abort_timer is not None and self._abort_timer.active():
+                # Everything closed in time: no delayed call outlives the drain.
+                self._abort_timer.cancel()
+            self._abort_timer = None
             drained, self._drained = self._drained, []
             for d in drained:
                 d.callback(None)
@@ -124,8 +129,15 @@ class JSONServerFactory(JSONFactoryBase):
             grace=seconds,
         )
         for proto in list(self.connections):
-            proto.drain()
+            proto.draining = True
+        # Close idle connections only after the reactor has had a turn to
+        # read requests that already arrived: they get -32800, not silence.
+        clock.callLater(0, self._drain_connections)
         return d
+
+    def _drain_connections(self) -> None:
+        for proto in list(self.connections):
+            proto.drain()
 
     def _grace_over(self, clock: IReactorTime) -> None:
         error = RequestCancelled(data="the server is shutting down")
@@ -133,9 +145,11 @@ class JSONServerFactory(JSONFactoryBase):
         if cancelled:
             _log.warn("Shutdown grace over: cancelled {count} request(s)", count=cancelled)
         # Flushing is the transports' job; a peer that never reads is cut off.
-        clock.callLater(5.0, self._abort_rest)
+        if self.connections and self._abort_timer is None:
+            self._abort_timer = clock.callLater(5.0, self._abort_rest)
 
     def _abort_rest(self) -> None:
+        self._abort_timer = None
         for proto in list(self.connections):
             proto.transport.abortConnection()  # type: ignore[union-attr]
 

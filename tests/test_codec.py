@@ -94,6 +94,28 @@ def test_pure_layers_do_not_import_twisted() -> None:
     assert result.stdout.strip() == "[]"
 
 
+def test_sans_io_modules_themselves_do_not_import_twisted() -> None:
+    """
+    Even bypassing the package's C{__init__} (which may re-export the Twisted
+    layers), the sans-IO modules import no Twisted of their own.
+    """
+    code = (
+        "import importlib.util, sys, types\n"
+        "spec = importlib.util.find_spec('jsonservice')\n"
+        "pkg = types.ModuleType('jsonservice')\n"
+        "pkg.__path__ = list(spec.submodule_search_locations)\n"
+        "sys.modules['jsonservice'] = pkg\n"
+        "import jsonservice.codec, jsonservice.jsonrpc, jsonservice.errors, jsonservice.limits\n"
+        "assert jsonservice.codec.Framer\n"
+        "bad = sorted(m for m in sys.modules if m == 'twisted' or m.startswith('twisted.'))\n"
+        "print(repr(bad))\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 # --- loads: valid input ---------------------------------------------------------
 
 
@@ -177,11 +199,9 @@ def test_loads_rejects(data: bytes) -> None:
 @pytest.mark.parametrize("data", STRICT_REJECTS)
 def test_fallback_rejects_the_same(data: bytes) -> None:
     """The exact decoder, used when a big integer may be present, is as strict."""
-    if data.strip() == b"" or data == b"\r":
-        data = b"[" + BIG + b"," + data + b"]"  # empty member: still invalid
-    else:
-        data = with_big_int(data)
-    parse_error(data)
+    blank = data.strip() == b"" or data == b"\r"
+    # a blank member is still invalid: "[1,]"
+    parse_error(b"[" + BIG + b"," + data + b"]" if blank else with_big_int(data))
 
 
 def test_fallback_rejects_lone_surrogate_next_to_big_int_in_key_and_value() -> None:
@@ -454,8 +474,26 @@ def test_dumps_refuses_non_finite(dump: Any, value: Any) -> None:
 @pytest.mark.parametrize("dump", [dumps, dumps_line], ids=["dumps", "dumps_line"])
 @pytest.mark.parametrize(
     "value",
-    [object(), b"bytes", {1, 2}, {"a": object()}, [2**70, object()], {(1, 2): 1}, "\ud800", [2**70, "\udc00"]],
-    ids=["object", "bytes", "set", "nested-object", "big-int-and-object", "tuple-key", "surrogate", "big+surr"],
+    [
+        object(),
+        b"bytes",
+        {1, 2},
+        {"a": object()},
+        [2**70, object()],
+        {(1, 2): 1},
+        "\ud800",
+        [2**70, "\udc00"],
+    ],
+    ids=[
+        "object",
+        "bytes",
+        "set",
+        "nested-object",
+        "big-int-and-object",
+        "tuple-key",
+        "surrogate",
+        "big+surr",
+    ],
 )
 def test_dumps_refuses_unserializable(dump: Any, value: Any) -> None:
     with pytest.raises(EncodeError) as info:
@@ -470,7 +508,8 @@ def test_dumps_refuses_int_too_long_for_decimal_conversion() -> None:
 
 
 def test_dumps_non_string_keys() -> None:
-    assert dumps({1: "a", 2.5: "b", None: "c", True: "d"}) == b'{"1":"d","2.5":"b","null":"c"}'
+    assert dumps({1: "a", 2.5: "b", None: "c"}) == b'{"1":"a","2.5":"b","null":"c"}'
+    assert dumps({True: "x", False: "y"}) == b'{"true":"x","false":"y"}'
     assert dumps({1: 2**70}) == b'{"1":1180591620717411303424}'
 
 
@@ -651,6 +690,52 @@ def test_framer_empty_feed() -> None:
     framer.feed(b"ab")
     assert framer.feed(b"") == []
     assert framer.partial == b"ab"
+
+
+# --- Framer.may_hold_big_int ---------------------------------------------------------
+
+HUGE = b"98765432109876543210"  # past 2**64: orjson would make it a float
+
+
+def test_framer_big_int_flag_false_for_small_numbers() -> None:
+    framer = Framer(100)
+    assert framer.feed(b"[1, 123456789012345678]\n") == [b"[1, 123456789012345678]"]
+    assert framer.may_hold_big_int is False
+
+
+def test_framer_big_int_flag_in_one_chunk() -> None:
+    framer = Framer(100)
+    lines = framer.feed(b"[" + HUGE + b"]\n")
+    assert framer.may_hold_big_int is True
+    assert loads(lines[0], check_big_int=framer.may_hold_big_int) == [98765432109876543210]
+
+
+def test_framer_big_int_flag_across_a_chunk_boundary() -> None:
+    framer = Framer(100)
+    assert framer.feed(b"[" + HUGE[:10]) == []
+    lines = framer.feed(HUGE[10:] + b"]\n")
+    assert framer.may_hold_big_int is True
+    assert loads(lines[0], check_big_int=framer.may_hold_big_int) == [98765432109876543210]
+
+
+def test_framer_big_int_flag_when_the_number_came_in_an_earlier_chunk() -> None:
+    """The line is completed by a chunk with no digits; the big int came before."""
+    framer = Framer(100)
+    assert framer.feed(b"[" + HUGE) == []
+    lines = framer.feed(b"]\n")
+    assert lines == [b"[" + HUGE + b"]"]
+    assert framer.may_hold_big_int is True
+    value = loads(lines[0], check_big_int=framer.may_hold_big_int)
+    assert value == [98765432109876543210]
+    assert type(value[0]) is int
+
+
+def test_framer_big_int_flag_with_unread_lines() -> None:
+    framer = Framer(100)
+    lines = framer.feed(b"[" + HUGE + b"]\n")
+    framer.unread(lines)
+    assert framer.feed(b"") == lines
+    assert framer.may_hold_big_int is True
 
 
 # --- Framer: line-length limit ------------------------------------------------------

@@ -23,6 +23,7 @@ from jsonservice.errors import (
     RequestTimeout,
     RPCError,
     ServerBusy,
+    Unauthorized,
 )
 from jsonservice.jsonrpc import (
     NO_ID,
@@ -512,6 +513,7 @@ DESIGN_TABLE = [
     (ServerBusy, -32001, "Server busy"),
     (MessageTooLarge, -32002, "Message too large"),
     (BatchTooLarge, -32003, "Batch too large"),
+    (Unauthorized, -32004, "Unauthorized"),
     (RequestCancelled, -32800, "Request cancelled"),
 ]
 
@@ -703,6 +705,10 @@ def test_spec_example_all_notification_batch() -> None:
 
 def test_without_error_data() -> None:
     reply = error_reply(1, MethodNotFound(data="x"))
-    assert without_error_data(reply) == {"jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found"}, "id": 1}
+    assert without_error_data(reply) == {
+        "jsonrpc": "2.0",
+        "error": {"code": -32601, "message": "Method not found"},
+        "id": 1,
+    }
     assert "data" in reply["error"]  # the original is not changed
     assert without_error_data([reply, result_reply(2, 3)])[1] == result_reply(2, 3)
