@@ -70,7 +70,32 @@ _WHERE = {
     "JSONService": "service",
 }
 
-__all__ = sorted([*_WHERE, "__version__"])
+__all__ = [
+    "BatchTooLarge",
+    "CallContext",
+    "CallTimeout",
+    "ConnectionClosed",
+    "InternalError",
+    "InvalidParams",
+    "InvalidRequest",
+    "JSONClientFactory",
+    "JSONProtocol",
+    "JSONServerFactory",
+    "JSONServerService",
+    "JSONService",
+    "Limits",
+    "MessageTooLarge",
+    "MethodNotFound",
+    "ParseError",
+    "RPCError",
+    "ReconnectingClient",
+    "RequestCancelled",
+    "RequestTimeout",
+    "ServerBusy",
+    "Unauthorized",
+    "__version__",
+    "connect",
+]
 
 
 def __getattr__(name: str) -> Any:
