@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
 
-.PHONY: run test lint bench soak docs clean
+.PHONY: run test trial lint bench soak docs clean
 
 $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dev,tls,metrics]'
 	touch $(BIN)/activate
 
 run: $(BIN)/activate
@@ -19,9 +19,28 @@ test: $(BIN)/activate
 	$(BIN)/python -m pytest
 
 lint: $(BIN)/activate
-	$(BIN)/ruff check jsonservice twisted tests
-	$(BIN)/ruff format --check jsonservice twisted tests
+	$(BIN)/ruff check jsonservice twisted tests examples docs
+	$(BIN)/ruff format --check jsonservice twisted tests examples docs
 	$(BIN)/mypy --strict
+
+bench: $(BIN)/activate
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Bounded soak run against a real twistd on 127.0.0.1 (SOAK_SECONDS, default 60).
+soak: $(BIN)/activate
+	$(BIN)/python -m soak.run --seconds $${SOAK_SECONDS:-60}
+
+# The test kit's trial-visible tests under trial itself (pytest runs them too).
+trial: $(BIN)/activate
+	$(BIN)/python -m twisted.trial tests
+
+# API reference (pydoctor, configured in pyproject.toml) into build/apidocs;
+# fails on any docstring warning.  Inventories are built offline from what is installed.
+docs: $(BIN)/activate
+	$(BIN)/python docs/inventories.py build/inventories
+	rm -rf build/apidocs
+	$(BIN)/pydoctor -q --project-version="$$($(BIN)/python -c 'import jsonservice; print(jsonservice.__version__)')"
 
 clean:
 	rm -rf $(VENV) build *.egg-info _trial_temp .pytest_cache .mypy_cache .ruff_cache twisted/plugins/dropin.cache

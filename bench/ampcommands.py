@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from twisted.protocols import amp
 
 
@@ -15,7 +17,7 @@ class Echo(amp.Command):
 class Ping(amp.Command):
     """Return ``"pong"``."""
 
-    arguments: list[tuple[bytes, amp.Argument]] = []
+    arguments: ClassVar[list[tuple[bytes, amp.Argument]]] = []
     response = [(b"value", amp.Unicode())]
 
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench.loadgen import CpuWindow
 from bench.messages import SMALL, echo_payload
 from bench.servers import raise_nofile_limit
 
@@ -29,13 +30,17 @@ def _drive(
     outstanding: int,
     warmup: float,
     duration: float,
+    server_pid: int,
 ) -> dict[str, Any]:
     """Keep ``outstanding`` calls pending on one connection; count completions in the window."""
-    from twisted.internet import reactor
+    from twisted.internet import reactor as _reactor
     from twisted.python.failure import Failure
+
+    reactor: Any = _reactor
 
     state: dict[str, Any] = {"done": 0, "errors": [], "running": True}
     window: dict[str, float] = {}
+    cpu: dict[str, Any] = {}
 
     def completed(_result: object, proto: Any) -> None:
         state["done"] += 1
@@ -47,30 +52,30 @@ def _drive(
             state["errors"].append(failure.getErrorMessage())
         if state["running"]:
             state["running"] = False
-            reactor.callLater(0, reactor.stop)  # type: ignore[attr-defined]
+            reactor.callLater(0, reactor.stop)
 
     def begin() -> None:
         window["t0"] = time.perf_counter()
-        window["cpu0"] = time.process_time()
+        cpu["window"] = CpuWindow(server_pid)
         window["n0"] = state["done"]
 
     def end() -> None:
         window["t1"] = time.perf_counter()
-        window["cpu1"] = time.process_time()
+        cpu.update(cpu.pop("window").finish())
         window["n1"] = state["done"]
         state["running"] = False
-        reactor.callLater(0.2, reactor.stop)  # type: ignore[attr-defined]
+        reactor.callLater(0.2, reactor.stop)
 
     def connected(proto: Any) -> None:
         for _ in range(outstanding):
             start_call(proto).addCallbacks(completed, failed, callbackArgs=(proto,))
-        reactor.callLater(warmup, begin)  # type: ignore[attr-defined]
-        reactor.callLater(warmup + duration, end)  # type: ignore[attr-defined]
+        reactor.callLater(warmup, begin)
+        reactor.callLater(warmup + duration, end)
 
     d = connect(reactor)
     d.addCallbacks(connected, failed)
-    reactor.callLater(warmup + duration + 30, reactor.stop)  # type: ignore[attr-defined]
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.callLater(warmup + duration + 30, reactor.stop)
+    reactor.run()
     if "t1" not in window or "t0" not in window:
         return {"error": "; ".join(state["errors"]) or "did not finish"}
     elapsed = window["t1"] - window["t0"]
@@ -79,17 +84,19 @@ def _drive(
         "calls": calls,
         "elapsed": elapsed,
         "rate": calls / elapsed,
-        "loader_cpu": (window["cpu1"] - window["cpu0"]) / elapsed,
+        **cpu,
         "errors": state["errors"],
     }
 
 
-def run_jsonservice(port: int, outstanding: int, warmup: float, duration: float) -> dict[str, Any]:
+def run_jsonservice(
+    port: int, outstanding: int, warmup: float, duration: float, server_pid: int
+) -> dict[str, Any]:
     """``jsonservice.connect`` + ``call("echo", x)``."""
     import jsonservice
 
     payload = echo_payload(SMALL)
-    connect_fn = jsonservice.connect  # type: ignore[attr-defined]
+    connect_fn = jsonservice.connect
 
     def start_call(proto: Any) -> Any:
         return proto.call("echo", payload)
@@ -97,10 +104,10 @@ def run_jsonservice(port: int, outstanding: int, warmup: float, duration: float)
     def connect(reactor: Any) -> Any:
         return connect_fn(reactor, f"tcp:127.0.0.1:{port}")
 
-    return _drive(start_call, connect, outstanding, warmup, duration)
+    return _drive(start_call, connect, outstanding, warmup, duration, server_pid)
 
 
-def run_amp(port: int, outstanding: int, warmup: float, duration: float) -> dict[str, Any]:
+def run_amp(port: int, outstanding: int, warmup: float, duration: float, server_pid: int) -> dict[str, Any]:
     """Twisted AMP ``callRemote(Echo, value=x)``."""
     from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
     from twisted.protocols import amp
@@ -115,7 +122,7 @@ def run_amp(port: int, outstanding: int, warmup: float, duration: float) -> dict
     def connect(reactor: Any) -> Any:
         return connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), amp.AMP())
 
-    return _drive(start_call, connect, outstanding, warmup, duration)
+    return _drive(start_call, connect, outstanding, warmup, duration, server_pid)
 
 
 CLIENTS = {"jsonservice": run_jsonservice, "amp": run_amp}
@@ -129,10 +136,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--outstanding", type=int, default=100)
     parser.add_argument("--warmup", type=float, default=0.2)
     parser.add_argument("--duration", type=float, default=1.0)
+    parser.add_argument("--server-pid", type=int, default=0, help="to report the server's CPU use")
     args = parser.parse_args(argv)
     raise_nofile_limit()
     try:
-        result = CLIENTS[args.kind](args.port, args.outstanding, args.warmup, args.duration)
+        result = CLIENTS[args.kind](args.port, args.outstanding, args.warmup, args.duration, args.server_pid)
     except Exception as exc:
         result = {"error": f"{type(exc).__name__}: {exc}"}
     sys.stdout.write(json.dumps(result) + "\n")

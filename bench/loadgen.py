@@ -16,6 +16,7 @@ The worker reports its own CPU use over the measuring window and the server's (f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -42,6 +43,34 @@ def process_cpu_seconds(pid: int) -> float:
         return 0.0
     # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def machine_busy_seconds() -> float:
+    """Return the CPU seconds all cores have spent busy since boot (from ``/proc/stat``)."""
+    with open("/proc/stat", "rb") as f:
+        ticks = [int(x) for x in f.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
+    return (user + nice + system + irq + softirq + steal) / _CLK_TCK
+
+
+class CpuWindow:
+    """CPU used over a measuring window by this process, the server and everything else."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.t0 = time.perf_counter()
+        self.own0 = time.process_time()
+        self.server0 = process_cpu_seconds(server_pid) if server_pid else 0.0
+        self.machine0 = machine_busy_seconds()
+
+    def finish(self) -> dict[str, float | None]:
+        """Return fractions of one core: ``loader_cpu``, ``server_cpu``, ``other_cpu``."""
+        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        own = (time.process_time() - self.own0) / elapsed
+        server = (process_cpu_seconds(self.server_pid) - self.server0) / elapsed if self.server_pid else None
+        machine = (machine_busy_seconds() - self.machine0) / elapsed
+        other = None if server is None else max(0.0, machine - own - server)
+        return {"loader_cpu": own, "server_cpu": server, "other_cpu": other}
 
 
 def _connect(host: str, port: int) -> socket.socket:
@@ -135,16 +164,14 @@ def run_throughput(job: dict[str, Any]) -> dict[str, Any]:
     t0 = started + float(job["warmup"])
     t_end = t0 + float(job["duration"])
     base_replies = base_bytes = 0
-    in_window = False
-    cpu0 = server_cpu0 = 0.0
     server_pid = int(job.get("server_pid") or 0)
+    cpu_window: CpuWindow | None = None
     errors: list[str] = []
     while True:
         now = time.perf_counter()
-        if not in_window and now >= t0:
-            in_window = True
+        if cpu_window is None and now >= t0:
+            cpu_window = CpuWindow(server_pid)
             base_replies, base_bytes = replies, nbytes
-            cpu0, server_cpu0 = time.process_time(), process_cpu_seconds(server_pid)
             t0 = now
         if now >= t_end:
             break
@@ -186,8 +213,7 @@ def run_throughput(job: dict[str, Any]) -> dict[str, Any]:
         if errors and not sel.get_map():
             break
     t1 = time.perf_counter()
-    cpu = time.process_time() - cpu0
-    server_cpu = process_cpu_seconds(server_pid) - server_cpu0 if server_pid else None
+    cpu_use = (cpu_window or CpuWindow(server_pid)).finish()
     counted, counted_bytes = replies - base_replies, nbytes - base_bytes
 
     # Drain what is still in flight, so the next measurement starts from a quiet server.
@@ -197,10 +223,8 @@ def run_throughput(job: dict[str, Any]) -> dict[str, Any]:
         for key, mask in sel.select(0.2):
             conn = key.data
             if mask & selectors.EVENT_WRITE and conn.pending:
-                try:
+                with contextlib.suppress(BlockingIOError):
                     del conn.pending[: conn.sock.send(conn.pending)]
-                except BlockingIOError:
-                    pass
                 if not conn.pending:
                     conn.writing = False
                     sel.modify(conn.sock, selectors.EVENT_READ, conn)
@@ -228,8 +252,7 @@ def run_throughput(job: dict[str, Any]) -> dict[str, Any]:
         "bytes": counted_bytes,
         "elapsed": elapsed,
         "rate": counted / elapsed if elapsed > 0 else 0.0,
-        "loader_cpu": cpu / elapsed if elapsed > 0 else 0.0,
-        "server_cpu": server_cpu / elapsed if server_cpu is not None and elapsed > 0 else None,
+        **cpu_use,
         "reply_len": reply_len,
         "first_reply": first_reply.decode("latin-1"),
         "first_request": ring[:length].decode("latin-1"),
@@ -251,26 +274,23 @@ def run_latency(job: dict[str, Any]) -> dict[str, Any]:
     t0 = started + float(job["warmup"])
     t_end = t0 + float(job["duration"])
     server_pid = int(job.get("server_pid") or 0)
-    cpu0 = server_cpu0 = 0.0
+    window: CpuWindow | None = None
     i = 0
-    in_window = False
     while True:
         now = time.perf_counter()
-        if not in_window and now >= t0:
-            in_window = True
+        if window is None and now >= t0:
+            window = CpuWindow(server_pid)
             t0 = now
-            cpu0, server_cpu0 = time.process_time(), process_cpu_seconds(server_pid)
         if now >= t_end:
             break
         i = (i + 1) % ring_count
         begin = clock()
         sock.sendall(requests[i])
         read_one_reply(sock, spec.proto)
-        if in_window:
+        if window is not None:
             samples.append(clock() - begin)
     elapsed = time.perf_counter() - t0
-    cpu = time.process_time() - cpu0
-    server_cpu = process_cpu_seconds(server_pid) - server_cpu0 if server_pid else None
+    cpu_use = (window or CpuWindow(server_pid)).finish()
     sock.close()
     samples.sort()
 
@@ -285,8 +305,7 @@ def run_latency(job: dict[str, Any]) -> dict[str, Any]:
         "p99_us": pct(0.99),
         "mean_us": sum(samples) / len(samples) / 1000.0 if samples else 0.0,
         "rate": len(samples) / elapsed if elapsed > 0 else 0.0,
-        "loader_cpu": cpu / elapsed if elapsed > 0 else 0.0,
-        "server_cpu": server_cpu / elapsed if server_cpu is not None and elapsed > 0 else None,
+        **cpu_use,
         "first_reply": first_reply.decode("latin-1"),
         "first_request": requests[0].decode("latin-1"),
     }

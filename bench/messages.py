@@ -173,8 +173,8 @@ def check_reply(server: str, spec: MessageSpec, request: bytes, reply: bytes) ->
             if answer is None or answer.get("result") != item["params"][0]:
                 return f"batch item {item['id']} answered wrongly: {answer!r:.80}"
         return None
-    want = sent_value["params"][0] if spec.kind == "echo" else "pong"
-    if not isinstance(got, dict) or got.get("id") != sent_value["id"] or got.get("result") != want:
+    result = sent_value["params"][0] if spec.kind == "echo" else "pong"
+    if not isinstance(got, dict) or got.get("id") != sent_value["id"] or got.get("result") != result:
         return f"wrong JSON-RPC reply {reply[:80]!r}"
     if got.get("jsonrpc") != "2.0":
         return f"reply lacks jsonrpc 2.0: {reply[:80]!r}"

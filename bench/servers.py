@@ -67,8 +67,8 @@ def _error(code: int, message: str, ident: Any) -> dict[str, Any]:
 
 def run_bare(host: str, port: int) -> None:
     """Serve the bare LineReceiver echo (the floor)."""
-    from twisted.internet import reactor
-    from twisted.internet.protocol import Factory
+    from twisted.internet import reactor as _reactor
+    from twisted.internet.protocol import ServerFactory
     from twisted.protocols.basic import LineReceiver
 
     class BareEcho(LineReceiver):
@@ -76,18 +76,19 @@ def run_bare(host: str, port: int) -> None:
         MAX_LENGTH = MAX_LINE
 
         def lineReceived(self, line: bytes) -> None:
-            self.sendLine(line)
+            self.sendLine(line)  # type: ignore[no-untyped-call]
 
-    listening = reactor.listenTCP(port, Factory.forProtocol(BareEcho), interface=host)  # type: ignore[attr-defined]
+    reactor: Any = _reactor
+    listening = reactor.listenTCP(port, ServerFactory.forProtocol(BareEcho), interface=host)
     _ready(listening.getHost().port)
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.run()
 
 
 def run_naive(host: str, port: int) -> None:
     """Serve JSON-RPC the naive Twisted way: LineReceiver + json + maybeDeferred."""
-    from twisted.internet import reactor
+    from twisted.internet import reactor as _reactor
     from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
-    from twisted.internet.protocol import Factory
+    from twisted.internet.protocol import ServerFactory
     from twisted.protocols.basic import LineReceiver
     from twisted.python.failure import Failure
 
@@ -111,7 +112,7 @@ def run_naive(host: str, port: int) -> None:
 
         def _send(self, reply: Any) -> None:
             if reply is not None:
-                self.sendLine(json.dumps(reply).encode())
+                self.sendLine(json.dumps(reply).encode())  # type: ignore[no-untyped-call]
 
         def _handle(self, request: dict[str, Any]) -> Deferred[Any]:
             ident = request.get("id")
@@ -132,21 +133,23 @@ def run_naive(host: str, port: int) -> None:
 
             return d.addCallbacks(ok, failed)
 
-    listening = reactor.listenTCP(port, Factory.forProtocol(NaiveJSONRPC), interface=host)  # type: ignore[attr-defined]
+    reactor: Any = _reactor
+    listening = reactor.listenTCP(port, ServerFactory.forProtocol(NaiveJSONRPC), interface=host)
     _ready(listening.getHost().port)
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.run()
 
 
 def run_amp(host: str, port: int) -> None:
     """Serve Twisted AMP with the Echo and Ping commands."""
-    from twisted.internet import reactor
-    from twisted.internet.protocol import Factory
+    from twisted.internet import reactor as _reactor
+    from twisted.internet.protocol import ServerFactory
 
     from bench.ampcommands import EchoAMP
 
-    listening = reactor.listenTCP(port, Factory.forProtocol(EchoAMP), interface=host)  # type: ignore[attr-defined]
+    reactor: Any = _reactor
+    listening = reactor.listenTCP(port, ServerFactory.forProtocol(EchoAMP), interface=host)
     _ready(listening.getHost().port)
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.run()
 
 
 # -- asyncio ------------------------------------------------------------------------------
@@ -203,7 +206,7 @@ def run_asyncio(host: str, port: int) -> None:
 
 def run_aiorpcx(host: str, port: int) -> None:
     """Serve JSON-RPC with aiorpcX (``serve_rs``, ``RPCSession``, newline framing)."""
-    import aiorpcx
+    import aiorpcx  # type: ignore[import-untyped]
 
     class EchoSession(aiorpcx.RPCSession):  # type: ignore[misc]
         async def handle_request(self, request: Any) -> Any:

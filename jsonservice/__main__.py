@@ -18,14 +18,16 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.error import ConnectError, ConnectionLost, DNSLookupError
 from twisted.python.failure import Failure
 
+from .client import JSONClientFactory
 from .codec import EncodeError, dumps, loads
 from .errors import ParseError, RPCError
+from .protocol import JSONProtocol
 
 __all__ = ["DEFAULT_ENDPOINT", "main", "parse_args", "parse_params"]
 
@@ -77,8 +79,16 @@ def parse_params(args: list[str]) -> list[Any] | dict[str, Any] | None:
     return positional or None
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments exit 64 (EX_USAGE), not argparse's 2, which here means "cannot connect"."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="jsonservice",
         description="Call, notify or message a JSON / JSON-RPC 2.0 service.",
         epilog="Exit status: 0 success, 1 JSON-RPC error, 2 cannot connect or no reply in time, 64 usage.",
@@ -121,7 +131,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     """Parse the command line; C{params}/C{message} come out decoded."""
     args = _parser().parse_args(argv)
     if args.command == "send":
-        args.message = _json(args.message, "message")
+        args.message = message = _json(args.message, "message")
+        if isinstance(message, list) or (isinstance(message, dict) and "jsonrpc" in message):
+            raise UsageError(
+                "send takes a plain message: an array or a 'jsonrpc' object is JSON-RPC (use call)"
+            )
     else:
         args.params = parse_params(args.args)
     if getattr(args, "timeout", 1) <= 0:
@@ -155,27 +169,66 @@ def _exit_for(failure: Failure, endpoint: str) -> int:
     return EXIT_UNAVAILABLE
 
 
+class _ClientFactory(JSONClientFactory):
+    """A client factory that says when its connection has closed."""
+
+    def __init__(self, clock: Any) -> None:
+        super().__init__(clock=clock)
+        self.lost: Deferred[None] = Deferred()
+
+    def connection_lost(self, proto: JSONProtocol) -> None:
+        super().connection_lost(proto)
+        if not self.lost.called:
+            self.lost.callback(None)
+
+
+async def _close(reactor: Any, proto: JSONProtocol, lost: Deferred[None], timeout: float) -> bool:
+    """
+    Close the connection once what was written is sent, so that a
+    notification (or a C{$/cancelRequest}) is not lost when the process
+    exits.  Returns whether it closed in time (else it is aborted).
+    """
+    proto.transport.loseConnection()  # type: ignore[union-attr]
+    try:
+        await lost.addTimeout(timeout, reactor)
+    except TimeoutError:
+        proto.transport.abortConnection()  # type: ignore[union-attr]
+        return False
+    return True
+
+
 async def _run(reactor: Any, args: argparse.Namespace) -> int:
-    from .client import connect
+    from twisted.internet.endpoints import clientFromString
 
     timeout = getattr(args, "timeout", DEFAULT_TIMEOUT)
-    connecting = connect(reactor, args.connect).addTimeout(timeout, reactor)
     try:
-        proto = await connecting
+        endpoint = clientFromString(reactor, args.connect)
+    except (ValueError, TypeError, KeyError) as exc:
+        sys.stderr.write(f"jsonservice: bad endpoint description {args.connect!r}: {exc}\n")
+        return EXIT_USAGE
+    factory = _ClientFactory(reactor)
+    try:
+        proto: JSONProtocol = await endpoint.connect(factory).addTimeout(timeout, reactor)
     except Exception:
         return _exit_for(Failure(), args.connect)
+    code, result = EXIT_OK, None
     try:
         if args.command == "notify":
             proto.notify_params(args.method, args.params)
-            return EXIT_OK
-        if args.command == "call":
+        elif args.command == "call":
             result = await proto.request(args.method, args.params, timeout=timeout)
         else:
             result = await proto.send(args.message, timeout=timeout)
     except Exception:
-        return _exit_for(Failure(), args.connect)
-    finally:
-        proto.transport.loseConnection()  # type: ignore[union-attr]
+        code = _exit_for(Failure(), args.connect)
+    closed = await _close(reactor, proto, factory.lost, timeout)
+    if code != EXIT_OK:
+        return code
+    if args.command == "notify":
+        if not closed:
+            sys.stderr.write(f"could not deliver the notification to {args.connect} in time\n")
+            return EXIT_UNAVAILABLE
+        return EXIT_OK
     _print_json(result)
     return EXIT_OK
 

@@ -18,7 +18,7 @@ from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
 from .limits import Limits
-from .protocol import CallTimeout, JSONFactoryBase, JSONProtocol
+from .protocol import AUTH_METHOD, CallTimeout, JSONFactoryBase, JSONProtocol
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from .service import JSONService
 
-__all__ = ["JSONClientFactory", "ReconnectingClient", "connect"]
+__all__ = ["JSONClientFactory", "ReconnectingClient", "authenticate", "connect"]
 
 #: A client does not time out quiet connections unless asked to.
 CLIENT_LIMITS = Limits(idle_timeout=0)
@@ -69,6 +69,8 @@ def connect(
     reactor: Any,
     endpoint: IStreamClientEndpoint | str,
     service: JSONService | None = None,
+    *,
+    auth_token: str | None = None,
     **limits: Any,
 ) -> Deferred[JSONProtocol]:
     """
@@ -81,12 +83,35 @@ def connect(
     @param endpoint: an C{IStreamClientEndpoint} or a C{clientFromString}
         description such as C{"tcp:127.0.0.1:8080"} or C{"unix:/run/x.sock"}.
     @param service: answers the server's calls to this client, if any.
+    @param auth_token: for a server started with C{--auth-token-file}: the
+        connection calls C{rpc.authenticate} with it before it is handed
+        over (a wrong token fails the Deferred with L{Unauthorized
+        <jsonservice.errors.Unauthorized>}).
     @param limits: L{Limits} fields, e.g. C{call_timeout=5}.
     @return: a Deferred firing with the connected L{JSONProtocol}.
     """
     factory = JSONClientFactory(service, clock=reactor, **limits)
     connecting: Deferred[Any] = _endpoint(reactor, endpoint).connect(factory)
+    if auth_token is not None:
+        connecting.addCallback(authenticate, auth_token)
     return connecting
+
+
+def authenticate(proto: JSONProtocol, token: str) -> Deferred[JSONProtocol]:
+    """
+    Authenticate a connection (call C{rpc.authenticate} with C{token}).
+
+    @return: a Deferred firing with C{proto} once the server accepted the
+        token; on refusal the connection is closed and the Deferred fails.
+    """
+
+    def refused(failure: Any) -> Any:
+        if proto.transport is not None:
+            proto.transport.loseConnection()
+        return failure
+
+    done: Deferred[JSONProtocol] = proto.call(AUTH_METHOD, token=token).addCallbacks(lambda _: proto, refused)
+    return done
 
 
 class ReconnectingClient(ClientService):
@@ -113,8 +138,13 @@ class ReconnectingClient(ClientService):
         service: JSONService | None = None,
         *,
         retry_policy: Callable[[int], float] | None = None,
+        auth_token: str | None = None,
         **limits: Any,
     ) -> None:
+        """
+        @param auth_token: authenticate each new connection with this token
+            before handing it out (see L{connect}).
+        """
         self.factory = JSONClientFactory(service, clock=reactor, **limits)
         self._reactor = reactor
         super().__init__(
@@ -122,6 +152,7 @@ class ReconnectingClient(ClientService):
             self.factory,
             retryPolicy=retry_policy,
             clock=reactor,
+            prepareConnection=None if auth_token is None else (lambda proto: authenticate(proto, auth_token)),  # type: ignore[arg-type]
         )
 
     def protocol(self) -> Deferred[JSONProtocol]:

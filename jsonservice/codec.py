@@ -254,10 +254,17 @@ def _has_non_finite(value: Any) -> bool:
 
 
 def _dumps_exact(value: Any, newline: bool) -> bytes:
+    limit = sys.getrecursionlimit()
     try:
+        # The C encoder recurses once per level; allow what loads allows.
+        sys.setrecursionlimit(limit + 2 * ORJSON_MAX_DEPTH + 64)
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise EncodeError(str(exc)) from None
+    except RecursionError:
+        raise EncodeError(f"nesting deeper than {ORJSON_MAX_DEPTH}") from None
+    finally:
+        sys.setrecursionlimit(limit)
     try:
         data = text.encode("utf-8")
     except UnicodeEncodeError:
@@ -269,7 +276,10 @@ def _dumps(value: Any, options: int, newline: bool) -> bytes:
     try:
         data = orjson.dumps(value, option=options)
     except orjson.JSONEncodeError as exc:
-        if "64-bit" in str(exc):
+        # orjson refuses integers past 64 bits and nesting past 255 levels:
+        # the exact encoder writes both (a value this side accepted is deep
+        # at most max_depth, so it can always be echoed).
+        if "64-bit" in str(exc) or "Recursion" in str(exc):
             return _dumps_exact(value, newline)
         raise EncodeError(str(exc)) from None
     # orjson writes NaN and infinities as null; refuse rather than change them.
@@ -294,7 +304,13 @@ def dumps_line(value: Any) -> bytes:
     """
     Like L{dumps}, with the terminating C{\\n} appended.
     """
-    return _dumps(value, _LINE_OPTIONS, True)
+    try:
+        data = orjson.dumps(value, option=_LINE_OPTIONS)
+    except orjson.JSONEncodeError:
+        return _dumps(value, _LINE_OPTIONS, True)
+    if b"null" in data and _has_non_finite(value):
+        raise EncodeError("NaN and infinities cannot be written as JSON")
+    return data
 
 
 class Framer:
@@ -322,6 +338,7 @@ class Framer:
         "_parts",
         "_parts_big",
         "_size",
+        "_tail",
         "_tried",
         "max_line_length",
         "may_hold_big_int",
@@ -330,6 +347,7 @@ class Framer:
     def __init__(self, max_line_length: int) -> None:
         self.max_line_length = max_line_length
         self._parts: list[bytes] = []
+        self._tail = b""  # the last 18 bytes held, for digit runs across reads
         self._size = 0
         self._parts_big = False
         self._discarding = False
@@ -369,11 +387,12 @@ class Framer:
         parts = self._parts
         if parts and not big:
             # A digit run may straddle the boundary, or sit in earlier pieces.
-            big = self._parts_big or _LONG_RUN in (parts[-1][-18:] + data[:18]).translate(_DIGITS_ONLY)
+            big = self._parts_big or _LONG_RUN in (self._tail + data[:18]).translate(_DIGITS_ONLY)
         self.may_hold_big_int = big
         if b"\n" not in data:
             if data:
                 parts.append(data)
+                self._tail = (self._tail + data)[-18:]
                 self._size += len(data)
                 self._parts_big = big
                 if self._size > self.max_line_length:
@@ -386,6 +405,7 @@ class Framer:
             lines[0] = b"".join(parts)
         rest = lines.pop()
         self._parts = [rest] if rest else []
+        self._tail = rest[-18:]
         self._size = len(rest)
         self._parts_big = big and _LONG_RUN in rest.translate(_DIGITS_ONLY)
         self._tried = self._next_try = 0
@@ -457,6 +477,7 @@ class Framer:
 
     def _drop_partial(self, discard_rest: bool) -> None:
         self._parts = []
+        self._tail = b""
         self._size = 0
         self._parts_big = False
         self._tried = self._next_try = 0

@@ -51,6 +51,8 @@ class Limits:
     shutdown_grace: float = 10.0
     #: Default time this side waits for the reply to its own call (0 = forever).
     call_timeout: float = 0.0
+    #: With a token required, how long a new connection has to authenticate.
+    auth_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -93,4 +95,5 @@ LIMIT_HELP: dict[str, str] = {
     "max_connections": "connections accepted at once; more get -32001 and are closed",
     "shutdown_grace": "seconds in-flight requests get to finish on shutdown",
     "call_timeout": "seconds this side waits for the reply to its own calls (0 = forever)",
+    "auth_timeout": "seconds a connection has to authenticate when a token is required",
 }

@@ -13,11 +13,19 @@ C{transport.write}.
 from __future__ import annotations
 
 import contextlib
+import hmac
+import time
+import typing
 from collections import deque
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Final
 
+from orjson import OPT_APPEND_NEWLINE, OPT_NON_STR_KEYS
+from orjson import dumps as _orjson_dumps
+from orjson import loads as _orjson_loads
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, fail
 from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
@@ -31,6 +39,7 @@ from .errors import (
     RequestCancelled,
     RequestTimeout,
     RPCError,
+    Unauthorized,
 )
 from .jsonrpc import (
     NO_ID,
@@ -47,19 +56,21 @@ from .jsonrpc import (
     notification,
     request,
 )
-from .limits import Limits
-from .service import internal_error
+from .limits import ORJSON_MAX_DEPTH, Limits
+from .service import JSONService, internal_error
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
-
-    from .service import JSONService
 
 __all__ = ["CANCEL_METHOD", "CallTimeout", "ConnectionClosed", "JSONFactoryBase", "JSONProtocol"]
 
 #: The notification that asks the peer to cancel one of its running
 #: handlers: C{{"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": ...}}}.
 CANCEL_METHOD: Final = "$/cancelRequest"
+
+#: The method a connection calls first when the server requires a token:
+#: C{{"jsonrpc": "2.0", "method": "rpc.authenticate", "params": {"token": "..."}, "id": 1}}.
+AUTH_METHOD: Final = "rpc.authenticate"
 
 #: How long an unterminated buffer that may be a complete JSON text waits
 #: for more data before it is parsed anyway (only when the cheap, immediate
@@ -89,13 +100,59 @@ class _Dropped(Exception):
 class _Running:
     """An incoming request or plain message whose handler has not finished."""
 
-    __slots__ = ("deferred", "key", "reason", "timer")
+    __slots__ = ("deferred", "key", "reason", "started", "timer")
 
     def __init__(self, deferred: Deferred[Any], key: Any) -> None:
         self.deferred = deferred
         self.key = key
         self.reason: BaseException | None = None
         self.timer: IDelayedCall | None = None
+        self.started = 0.0
+
+
+class RequestObserver(typing.Protocol):
+    """
+    What a factory's observers implement to watch requests (metrics,
+    request logs).  Installed with C{JSONFactoryBase.add_observer}; with
+    none installed a request costs nothing extra.
+    """
+
+    def request_done(self, proto: JSONProtocol, method: str, outcome: str, seconds: float) -> None:
+        """
+        One request or plain message finished.
+
+        @param method: the method name; C{"<message>"} for a plain message,
+            C{"<unknown>"} for a method that does not exist.
+        @param outcome: C{"ok"} or an L{OUTCOMES} value.
+        @param seconds: how long its handler ran.
+        """
+
+    def limit_breached(self, proto: JSONProtocol | None, limit: str) -> None:
+        """
+        A limit of L{Limits} (named by its field, or C{"auth"} /
+        C{"auth_timeout"}) was hit on C{proto} (L{None}: by the factory).
+        """
+
+
+#: The outcome label of each error code (for metrics and request logs).
+OUTCOMES: Final[dict[int, str]] = {
+    -32700: "parse_error",
+    -32600: "invalid_request",
+    -32601: "method_not_found",
+    -32602: "invalid_params",
+    -32603: "internal_error",
+    -32000: "timeout",
+    -32001: "busy",
+    -32002: "too_large",
+    -32003: "batch_too_large",
+    -32004: "unauthorized",
+    -32800: "cancelled",
+}
+
+
+def _outcome(error: BaseException) -> str:
+    code = getattr(error, "code", None)
+    return OUTCOMES.get(code, "error") if isinstance(code, int) else "error"
 
 
 class _Waiter:
@@ -107,6 +164,23 @@ class _Waiter:
         self.method = method
         self.deferred: Deferred[Any] = Deferred()
         self.timer: IDelayedCall | None = None
+
+
+_NO_PARAMS: Final[list[Any]] = []
+#: Replies gathered during one read are written early past this many bytes.
+_FLUSH_AT: Final = 64 * 1024
+_LINE_OPTIONS: Final = OPT_NON_STR_KEYS | OPT_APPEND_NEWLINE
+#: Results that are surely not Deferreds or coroutines (skips an isinstance).
+_JSON_TYPES: Final = frozenset({str, int, float, bool, type(None), list, dict})
+
+
+def _result_line(id_: Any, result: Any) -> bytes:
+    """The success reply line for request C{id_} (a bad result: -32603)."""
+    reply = {"jsonrpc": "2.0", "result": result, "id": id_}
+    try:
+        return dumps_line(reply)
+    except EncodeError:
+        return _encode(reply) + b"\n"
 
 
 def _encode(reply: Any) -> bytes:
@@ -158,6 +232,7 @@ class JSONProtocol(LineReceiver):
         self._max_depth = limits.max_depth
         self._check_big = True
         self._out: list[bytes] | None = None
+        self._out_bytes = 0
         self._reading = False
         self._closed = False
         # This side's calls and plain messages waiting for replies.
@@ -176,6 +251,18 @@ class JSONProtocol(LineReceiver):
         self.call_timeout = limits.call_timeout
         #: Set by L{drain}: new requests are answered -32800.
         self.draining = False
+        #: False until the peer authenticates, when the factory has a token.
+        self.authenticated = True
+        self._auth_token: bytes | None = None
+        self._auth_timer: IDelayedCall | None = None
+        self._drain_call: IDelayedCall | None = None
+        self._observers: tuple[RequestObserver, ...] = ()
+        self._fast_table: dict[str, tuple[Any, int, int]] | None = None
+        #: Counters for logs and metrics.
+        self.requests_received = 0
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self.opened_at = 0.0
 
     # -- the reactor ------------------------------------------------------
 
@@ -208,17 +295,29 @@ class JSONProtocol(LineReceiver):
     def connectionMade(self) -> None:
         """Start the idle timer and watch the transport's output buffer."""
         transport: Any = self.transport
+        if ISSLTransport.providedBy(transport) and hasattr(transport, "transport"):
+            # A TLS transport will not close while a producer is registered
+            # with it (ITransport.loseConnection); watch the connection
+            # under it instead, which counts the same bytes, encrypted.
+            transport = transport.transport
         if hasattr(transport, "bufferSize"):
             # The transport pauses us (IPushProducer) once this much is unsent.
             transport.bufferSize = self.limits.max_unsent
         with contextlib.suppress(RuntimeError):  # another producer is registered already
             transport.registerProducer(self, True)
         idle = self.limits.idle_timeout
+        self.opened_at = self._last_active = self.clock.seconds()
         if idle:
-            self._last_active = self.clock.seconds()
             self._idle_timer = self.clock.callLater(idle, self._check_idle)
         factory = getattr(self, "factory", None)
+        self._update_fast_path()
         if isinstance(factory, JSONFactoryBase):
+            self._observers = tuple(factory.observers)
+            if factory.auth_token is not None:
+                self._auth_token = factory.auth_token
+                self.authenticated = False
+                self._auth_timer = self.clock.callLater(self.limits.auth_timeout, self._auth_too_late)
+            self._update_fast_path()
             factory.connection_made(self)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:  # noqa: B008
@@ -240,7 +339,13 @@ class JSONProtocol(LineReceiver):
                 self._framer.take_partial()
                 self.valueReceived(value)
         self._closed = True
-        for timer in (self._idle_timer, self._stall_timer, self._unterminated_timer):
+        for timer in (
+            self._idle_timer,
+            self._stall_timer,
+            self._unterminated_timer,
+            self._auth_timer,
+            self._drain_call,
+        ):
             if timer is not None and timer.active():
                 timer.cancel()
         for running in list(self._running.values()):
@@ -269,6 +374,7 @@ class JSONProtocol(LineReceiver):
             self._idle_timer = self.clock.callLater(wait, self._check_idle)
             return
         self._idle_timer = None
+        self._breached("idle_timeout")
         self._log.info("Closing connection from {peer} idle for {idle}s", peer=self.peer, idle=idle)
         self.transport.loseConnection()  # type: ignore[union-attr]
 
@@ -288,6 +394,7 @@ class JSONProtocol(LineReceiver):
             if data:
                 self._framer.unread(self._framer.feed(data))
             return
+        self.bytes_received += len(data)
         if self._idle_timer is not None:
             self._last_active = self.clock.seconds()
         framer = self._framer
@@ -298,21 +405,120 @@ class JSONProtocol(LineReceiver):
             self._out = out
             self._reading = True
             try:
-                for index, line in enumerate(lines):
-                    if self.paused or not self.line_mode or self.transport.disconnecting:  # type: ignore[union-attr]
-                        self._stop_reading(lines[index:])
-                        break
-                    if line.__class__ is bytes:
-                        self.lineReceived(line)
-                    else:
-                        self.lineLengthExceeded(line)
+                self._read_lines(lines, out)
             finally:
                 self._reading = False
                 self._out = None
             if out:
-                self.transport.write(b"".join(out))  # type: ignore[union-attr]
+                self._flush(out)
         if framer.buffered and self.line_mode and not self.paused:
             self._try_unterminated(False)
+
+    def _update_fast_path(self) -> None:
+        """
+        Decide whether lines may take the fast path: a plain service (its
+        dispatch not overridden), this class's line handling, no request
+        observers, authenticated, not draining, the default depth limit.
+        """
+        service = self.service
+        cls = type(self)
+        eligible = (
+            service is not None
+            and type(service).dispatch is JSONService.dispatch
+            and type(service).handle_message is JSONService.handle_message
+            and cls.lineReceived is JSONProtocol.lineReceived
+            and cls.valueReceived is JSONProtocol.valueReceived
+            and not self._observers
+            and self.authenticated
+            and not self.draining
+            and self._max_depth == ORJSON_MAX_DEPTH
+        )
+        self._fast_table = service.fast_table() if eligible else None  # type: ignore[union-attr]
+
+    def _read_lines(self, lines: list[bytes | LineTooLong], out: list[bytes]) -> None:
+        """
+        Handle the lines of one read, stopping where the reader pauses.
+
+        This is the hot loop, so the common case is inlined: a request
+        with positional params (or none) and an int or string id, for a
+        method whose signature needs only a length check, answered with a
+        plain value.  Everything else (and any problem) goes through
+        L{lineReceived} / L{valueReceived}, which give the same answers.
+        """
+        table = self._fast_table
+        decode: Any = _orjson_loads if not self._check_big else loads
+        append = out.append
+        transport: Any = self.transport
+        # Replies of one read go out in one write, unless they pile up: then
+        # write them now, so the transport can pause us mid-read.
+        flush_at = min(self.limits.max_unsent, _FLUSH_AT)
+        self._out_bytes = 0
+        for index, line in enumerate(lines):
+            if self._out_bytes >= flush_at:
+                self._flush(out)
+                out.clear()
+                self._out_bytes = 0
+            if self.paused or not self.line_mode or transport.disconnecting:
+                self._stop_reading(lines[index:])
+                return
+            if line.__class__ is not bytes:
+                self.lineLengthExceeded(line)
+                continue
+            if table is None:
+                self.lineReceived(line)
+                continue
+            try:
+                value = decode(line)
+            except (ValueError, ParseError):
+                self.lineReceived(line)
+                continue
+            if value.__class__ is not dict:
+                self.valueReceived(value)
+                continue
+            if value.get("jsonrpc") != "2.0":
+                if "jsonrpc" in value or self._plain_waiters or self._plain_slots:
+                    self.valueReceived(value)
+                else:
+                    self._plain_received(value)
+                continue
+            method: Any = value.get("method")
+            entry = table.get(method) if method.__class__ is str else None
+            params = value.get("params", _NO_PARAMS)
+            id_ = value.get("id", NO_ID)
+            if (
+                entry is None
+                or (params.__class__ is not list and params is not _NO_PARAMS)
+                or (id_.__class__ is not int and id_.__class__ is not str)
+                or not entry[1] <= len(params) <= entry[2]
+            ):
+                self.valueReceived(value)
+                continue
+            self.requests_received += 1
+            try:
+                result = entry[0](*params)
+            except RPCError as exc:
+                append(dumps_line(error_reply(id_, exc)))
+                continue
+            except Exception:
+                append(dumps_line(error_reply(id_, internal_error(Failure(), method))))
+                continue
+            if result.__class__ not in _JSON_TYPES:
+                if result.__class__ is CoroutineType:
+                    result = Deferred.fromCoroutine(result)
+                if isinstance(result, Deferred):
+                    self._track(result, id_ if id_ not in self._running else object(), method).addCallbacks(
+                        self._result_reply, self._failure_reply, callbackArgs=(id_,), errbackArgs=(id_,)
+                    ).addCallback(self._write_reply)
+                    continue
+            try:
+                data = _orjson_dumps({"jsonrpc": "2.0", "result": result, "id": id_}, option=_LINE_OPTIONS)
+            except TypeError:
+                data = _result_line(id_, result)
+            else:
+                if b"null" in data:
+                    data = _result_line(id_, result)  # maybe NaN: let the codec check
+            append(data)
+            self._out_bytes += len(data)
 
     def _stop_reading(self, rest: list[bytes | LineTooLong]) -> None:
         if self.transport.disconnecting:  # type: ignore[union-attr]
@@ -360,7 +566,7 @@ class JSONProtocol(LineReceiver):
             self._reading = False
             self._out = None
         if out:
-            self.transport.write(b"".join(out))  # type: ignore[union-attr]
+            self._flush(out)
 
     def lineReceived(self, line: bytes) -> None:
         """
@@ -381,6 +587,7 @@ class JSONProtocol(LineReceiver):
         A line longer than the limit: answer -32002 (naming the limit) and
         go on with the next line, instead of LineReceiver's disconnect.
         """
+        self._breached("max_line_length")
         error = MessageTooLarge(data={"max_line_length": self.limits.max_line_length})
         self._reply_in_order(dumps_line(error_reply(None, error)))
 
@@ -407,6 +614,8 @@ class JSONProtocol(LineReceiver):
             self._batch_received(message)  # type: ignore[arg-type]
         else:
             invalid: Invalid = message  # type: ignore[assignment]
+            if invalid.error.code == -32003:
+                self._breached("max_batch")
             self._reply_in_order(dumps_line(invalid.reply()))
 
     # -- answering the peer -----------------------------------------------
@@ -415,8 +624,15 @@ class JSONProtocol(LineReceiver):
         out = self._out
         if out is not None:
             out.append(data)
+            self._out_bytes += len(data)
         elif not self._closed:
+            self.bytes_sent += len(data)
             self.transport.write(data)  # type: ignore[union-attr]
+
+    def _flush(self, out: list[bytes]) -> None:
+        data = b"".join(out)
+        self.bytes_sent += len(data)
+        self.transport.write(data)  # type: ignore[union-attr]
 
     def sendLine(self, line: bytes) -> None:
         """Write one line, in order with the replies being written."""
@@ -432,28 +648,87 @@ class JSONProtocol(LineReceiver):
         a Deferred firing with one of those.
         """
         method = req.method
+        self.requests_received += 1
+        if not self.authenticated:
+            return self._auth_gate(req)
         if method == CANCEL_METHOD:
             self._cancel_requested(req.params)
             return None if req.id is NO_ID else {"jsonrpc": "2.0", "result": None, "id": req.id}
+        if method == AUTH_METHOD:
+            return None if req.id is NO_ID else {"jsonrpc": "2.0", "result": True, "id": req.id}
         if self.draining:
             if req.id is NO_ID:
                 return None
             return error_reply(req.id, RequestCancelled(data="the server is shutting down"))  # type: ignore[arg-type]
+        observers = self._observers
+        started = time.perf_counter() if observers else 0.0
         try:
             service = self.service
             if service is None:
                 raise MethodNotFound(data="this side serves no methods")
             result = service.dispatch(method, req.params, self, req.id)
         except RPCError as exc:
+            if observers:
+                self._observe(method, _outcome(exc), started)
             return None if req.id is NO_ID else error_reply(req.id, exc)  # type: ignore[arg-type]
         if isinstance(result, Deferred):
             key = req.id if req.id is not NO_ID and req.id not in self._running else object()
-            return self._track(result, key, method).addCallbacks(
+            return self._track(result, key, method, started).addCallbacks(
                 self._result_reply, self._failure_reply, callbackArgs=(req.id,), errbackArgs=(req.id,)
             )
+        if observers:
+            self._observe(method, "ok", started)
         if req.id is NO_ID:
             return None
         return {"jsonrpc": "2.0", "result": result, "id": req.id}
+
+    def _observe(self, method: str, outcome: str, started: float) -> None:
+        seconds = time.perf_counter() - started
+        if outcome == "method_not_found":
+            method = "<unknown>"
+        for observer in self._observers:
+            observer.request_done(self, method, outcome, seconds)
+
+    def _breached(self, limit: str) -> None:
+        for observer in self._observers:
+            observer.limit_breached(self, limit)
+
+    def _auth_gate(self, req: Request) -> dict[str, Any] | None:
+        """Before authentication only C{rpc.authenticate} is answered."""
+        if req.method != AUTH_METHOD:
+            error = Unauthorized(data=f"authenticate first: call {AUTH_METHOD} with the token")
+            return None if req.id is NO_ID else error_reply(req.id, error)  # type: ignore[arg-type]
+        params = req.params
+        token = params.get("token") if isinstance(params, dict) else (params[0] if params else None)
+        token_bytes = token.encode("utf-8", "surrogatepass") if isinstance(token, str) else b""
+        assert self._auth_token is not None
+        if token_bytes and hmac.compare_digest(token_bytes, self._auth_token):
+            self.authenticated = True
+            self._update_fast_path()
+            if self._auth_timer is not None and self._auth_timer.active():
+                self._auth_timer.cancel()
+            self._auth_timer = None
+            return None if req.id is NO_ID else {"jsonrpc": "2.0", "result": True, "id": req.id}
+        self._log.warn("Wrong or missing token from {peer}: closing", peer=self.peer)
+        self._breached("auth")
+        # Close once the error is written.
+        self.clock.callLater(0, self._close)
+        return None if req.id is NO_ID else error_reply(req.id, Unauthorized(data="wrong token"))  # type: ignore[arg-type]
+
+    def _auth_too_late(self) -> None:
+        self._auth_timer = None
+        if not self.authenticated:
+            self._log.warn(
+                "No authentication from {peer} within {seconds}s: closing",
+                peer=self.peer,
+                seconds=self.limits.auth_timeout,
+            )
+            self._breached("auth_timeout")
+            self._close()
+
+    def _close(self) -> None:
+        if not self._closed and self.transport is not None:
+            self.transport.loseConnection()
 
     @staticmethod
     def _result_reply(result: Any, id: Any) -> dict[str, Any] | None:
@@ -465,17 +740,21 @@ class JSONProtocol(LineReceiver):
             return None
         return error_reply(id, failure.value)  # type: ignore[arg-type]
 
-    def _track(self, d: Deferred[Any], key: Any, what: str) -> Deferred[Any]:
+    def _track(self, d: Deferred[Any], key: Any, what: str, started: float = 0.0) -> Deferred[Any]:
         """
         Watch a running handler: count it in flight (pausing the peer at
         the cap), time it out, let it be cancelled; its failures come out
         as L{RPCError} (or L{_Dropped}: send nothing).
         """
         running = _Running(d, key)
+        running.started = started
         self._running[key] = running
         limits = self.limits
-        if len(self._running) >= limits.max_in_flight:
+        if len(self._running) >= limits.max_in_flight and not self._calls:
+            # Not while this side awaits replies: its handlers may be
+            # waiting for them, and a paused connection never reads them.
             self._pause("in-flight")
+            self._breached("max_in_flight")
         if limits.request_timeout:
             running.timer = self.clock.callLater(limits.request_timeout, self._expire, running)
         return d.addBoth(self._finished, running, what)
@@ -488,20 +767,25 @@ class JSONProtocol(LineReceiver):
             timer.cancel()
         if "in-flight" in self._pauses and len(self._running) < self.limits.max_in_flight:
             self._resume("in-flight")
-        if self.draining and not self._running:
+        if self.draining and not self._running and self._drain_call is None:
             # Close once the reply this result becomes has been written.
-            self.clock.callLater(0, self._close_if_drained)
+            self._drain_call = self.clock.callLater(0, self._close_if_drained)
         if isinstance(result, Failure):
             if running.reason is not None:
-                return Failure(running.reason)
-            if result.check(RPCError):
-                return result
-            if result.check(CancelledError):
-                return Failure(RequestCancelled(data="the handler was cancelled"))
-            return Failure(internal_error(result, what))
+                result = Failure(running.reason)
+            elif result.check(CancelledError):
+                result = Failure(RequestCancelled(data="the handler was cancelled"))
+            elif not result.check(RPCError):
+                result = Failure(internal_error(result, what))
+            if self._observers and not result.check(_Dropped):
+                self._observe(what, _outcome(result.value), running.started)
+            return result
+        if self._observers:
+            self._observe(what, "ok", running.started)
         return result
 
     def _expire(self, running: _Running) -> None:
+        self._breached("request_timeout")
         running.timer = None
         running.reason = RequestTimeout(data={"request_timeout": self.limits.request_timeout})
         running.deferred.cancel()
@@ -522,9 +806,11 @@ class JSONProtocol(LineReceiver):
         the connection closes (after flushing) once no handler is running.
         """
         self.draining = True
+        self._fast_table = None
         self._close_if_drained()
 
     def _close_if_drained(self) -> None:
+        self._drain_call = None
         if not self._running and not self._closed and self.transport is not None:
             self.transport.loseConnection()
 
@@ -585,22 +871,33 @@ class JSONProtocol(LineReceiver):
         if service is None:
             self._log.warn("Dropped a plain message nobody asked for: {value!r}", value=value)
             return
-        if self.draining:
-            error = RequestCancelled(data="the server is shutting down")
+        if self.draining or not self.authenticated:
+            if self.authenticated:
+                error: RPCError = RequestCancelled(data="the server is shutting down")
+            else:
+                error = Unauthorized(data=f"authenticate first: call {AUTH_METHOD} with the token")
             self._reply_in_order(dumps_line(error_reply(None, error)))
             return
+        self.requests_received += 1
+        observers = self._observers
+        started = time.perf_counter() if observers else 0.0
         try:
             reply = service.handle_message(value, self)
         except RPCError as exc:
+            if observers:
+                self._observe("<message>", _outcome(exc), started)
             self._reply_in_order(dumps_line(error_reply(None, exc)))
             return
         if isinstance(reply, Deferred):
             slot = [_WAITING]
             self._plain_slots.append(slot)
-            self._track(reply, object(), "message handler").addCallbacks(
+            self._track(reply, object(), "<message>", started).addCallbacks(
                 self._plain_done, self._plain_failed, callbackArgs=(slot,), errbackArgs=(slot,)
             )
-        elif reply is not None:
+            return
+        if observers:
+            self._observe("<message>", "ok", started)
+        if reply is not None:
             self._reply_in_order(self._encode_plain(reply))
         elif self._plain_slots:
             self._plain_slots.append([None])
@@ -675,6 +972,9 @@ class JSONProtocol(LineReceiver):
         self._calls[id_] = waiter
         self._start_timer(waiter, timeout, id_)
         self._write(data)
+        if "in-flight" in self._pauses:
+            # A handler calling the peer back needs its reply read.
+            self._resume("in-flight")
         return waiter.deferred
 
     def _start_timer(self, waiter: _Waiter, timeout: float | None, id_: Id) -> None:
@@ -704,6 +1004,13 @@ class JSONProtocol(LineReceiver):
 
     def _response_received(self, response: Response) -> None:
         waiter = self._calls.pop(response.id, None)
+        if waiter is None and response.id is None and response.error is not None and self._plain_waiters:
+            # This side's calls never use id null: an error with id null
+            # answers the oldest plain message (no handler, handler failed,
+            # parse error...), which would otherwise wait forever.
+            waiter = self._plain_waiters.popleft()
+            if waiter.deferred.called:
+                return  # it timed out; its reply slot is consumed
         if waiter is None:
             if response.error is not None and response.id is None:
                 self._log.warn("The peer reported an error: {error}", error=response.error)
@@ -794,6 +1101,7 @@ class JSONProtocol(LineReceiver):
         if it stays stalled longer than the write-stall timeout.
         """
         self._pause("output")
+        self._breached("max_unsent")
         stall = self.limits.write_stall_timeout
         if stall and self._stall_timer is None and not self._closed:
             self._stall_timer = self.clock.callLater(stall, self._stalled)
@@ -811,6 +1119,7 @@ class JSONProtocol(LineReceiver):
 
     def _stalled(self) -> None:
         self._stall_timer = None
+        self._breached("write_stall_timeout")
         self._log.warn(
             "Aborting connection from {peer}: its output stayed stalled for {stall}s",
             peer=self.peer,
@@ -850,6 +1159,18 @@ class JSONFactoryBase(Factory):
         self.limits = Limits.from_kwargs(limits, **kwargs)
         self.clock = clock
         self.connections: set[JSONProtocol] = set()
+        #: Watchers of every request (metrics, request logs).
+        self.observers: list[RequestObserver] = []
+        #: The token connections must present first (L{None}: no authentication).
+        self.auth_token: bytes | None = None
+        #: Totals for metrics: connections accepted, bytes of closed ones.
+        self.connections_opened = 0
+        self.closed_bytes_received = 0
+        self.closed_bytes_sent = 0
+
+    def add_observer(self, observer: RequestObserver) -> None:
+        """Watch the requests of connections made from now on."""
+        self.observers.append(observer)
 
     def buildProtocol(self, addr: IAddress | None) -> JSONProtocol | None:
         """Build a L{JSONProtocol} with this factory's service and limits."""
@@ -860,7 +1181,10 @@ class JSONFactoryBase(Factory):
     def connection_made(self, proto: JSONProtocol) -> None:
         """Called by each connection once it is up."""
         self.connections.add(proto)
+        self.connections_opened += 1
 
     def connection_lost(self, proto: JSONProtocol) -> None:
         """Called by each connection once it is gone."""
         self.connections.discard(proto)
+        self.closed_bytes_received += proto.bytes_received
+        self.closed_bytes_sent += proto.bytes_sent

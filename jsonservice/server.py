@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from .service import JSONService
 
-__all__ = ["JSONServerFactory", "JSONServerService"]
+__all__ = ["JSONServerFactory", "JSONServerService", "RequestLog"]
 
 #: Below this share of C{max_connections}, a server that hit the cap accepts again.
 RESUME_BELOW: Final = 0.95
@@ -62,9 +62,25 @@ class JSONServerFactory(JSONFactoryBase):
         *,
         clock: IReactorTime | None = None,
         limits: Limits | None = None,
+        auth_token: str | bytes | None = None,
+        log_requests: bool = False,
         **kwargs: Any,
     ) -> None:
+        """
+        @param auth_token: when given, each connection must first call
+            C{rpc.authenticate} with this token (within the C{auth_timeout}
+            limit); compared in constant time.
+        @param log_requests: log every request (method, outcome, duration)
+            at info level; off by default, since it costs per message.
+        """
         super().__init__(service, clock=clock, limits=limits, **kwargs)
+        if isinstance(auth_token, str):
+            auth_token = auth_token.encode("utf-8")
+        if auth_token is not None and not auth_token:
+            raise ValueError("the auth token must not be empty")
+        self.auth_token = auth_token
+        if log_requests:
+            self.add_observer(RequestLog())
         self.draining = False
         self._refusing = False
         self._drained: list[Deferred[None]] = []
@@ -83,12 +99,31 @@ class JSONServerFactory(JSONFactoryBase):
             self._refusing = True
             _log.warn("Connection limit {limit} reached: refusing new connections", limit=limit)
         if self._refusing or self.draining:
+            for observer in self.observers:
+                observer.limit_breached(None, "max_connections")
             return _Busy(self._busy_line)
         return super().buildProtocol(addr)
+
+    def connection_made(self, proto: JSONProtocol) -> None:
+        """Log and count a new connection."""
+        super().connection_made(proto)
+        _log.info(
+            "Connection from {peer} opened ({count} open)", peer=proto.peer, count=len(self.connections)
+        )
 
     def connection_lost(self, proto: JSONProtocol) -> None:
         """Forget a closed connection; fire L{drain}'s Deferreds after the last."""
         super().connection_lost(proto)
+        clock = self.clock or _reactor()
+        _log.info(
+            "Connection from {peer} closed after {duration:.3f}s: {requests} requests,"
+            " {bytes_in} bytes in, {bytes_out} bytes out",
+            peer=proto.peer,
+            duration=clock.seconds() - proto.opened_at,
+            requests=proto.requests_received,
+            bytes_in=proto.bytes_received,
+            bytes_out=proto.bytes_sent,
+        )
         if self.draining and not self.connections:
             if self._abort_timer is not None and self._abort_timer.active():
                 # Everything closed in time: no delayed call outlives the drain.
@@ -152,6 +187,33 @@ class JSONServerFactory(JSONFactoryBase):
         self._abort_timer = None
         for proto in list(self.connections):
             proto.transport.abortConnection()  # type: ignore[union-attr]
+
+
+class RequestLog:
+    """
+    Logs every request at info level: a L{RequestObserver
+    <jsonservice.protocol.RequestObserver>} installed by C{log_requests=True}
+    (C{--log-requests}).
+    """
+
+    def __init__(self) -> None:
+        # An instance attribute: a Logger class attribute is a descriptor
+        # that would replace the namespace with "jsonservice.server.RequestLog".
+        self.log = Logger(namespace="jsonservice.requests", source=self)
+
+    def request_done(self, proto: JSONProtocol, method: str, outcome: str, seconds: float) -> None:
+        """Log one finished request."""
+        self.log.info(
+            "{peer} {method} {outcome} {ms:.3f}ms",
+            peer=proto.peer,
+            method=method,
+            outcome=outcome,
+            ms=seconds * 1000,
+        )
+
+    def limit_breached(self, proto: JSONProtocol | None, limit: str) -> None:
+        """Log one limit breach."""
+        self.log.info("{peer} hit limit {limit}", peer=proto.peer if proto else None, limit=limit)
 
 
 def _reactor() -> IReactorTime:

@@ -90,16 +90,17 @@ class Handler:
     """
 
     __slots__ = (
-        "_max_positional",
-        "_min_positional",
         "_names",
         "_quick_named",
         "_quick_positional",
         "_required_names",
         "_signature",
         "context",
+        "fast",
         "func",
         "is_async",
+        "max_positional",
+        "min_positional",
         "name",
     )
 
@@ -123,12 +124,14 @@ class Handler:
         keyword_only = [p for p in params if p.kind is kinds.KEYWORD_ONLY]
         var_positional = any(p.kind is kinds.VAR_POSITIONAL for p in params)
         var_keyword = any(p.kind is kinds.VAR_KEYWORD for p in params)
-        self._min_positional = sum(1 for p in positional if p.default is kinds.empty)
-        self._max_positional = 1 << 62 if var_positional else len(positional)
+        self.min_positional = sum(1 for p in positional if p.default is kinds.empty)
+        self.max_positional = 1 << 62 if var_positional else len(positional)
         self._quick_positional = all(p.default is not kinds.empty for p in keyword_only)
         named = [p for p in params if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)]
         self._names: frozenset[str] | None = None if var_keyword else frozenset(p.name for p in named)
         self._required_names = frozenset(p.name for p in named if p.default is kinds.empty)
+        #: Positional params need no more than a length check, and no context.
+        self.fast = self._quick_positional and not context
         self._quick_named = all(
             p.default is not kinds.empty for p in positional if p.kind is kinds.POSITIONAL_ONLY
         )
@@ -141,7 +144,7 @@ class Handler:
         """
         if params is None or type(params) is list:
             count = len(params) if params else 0
-            if self._quick_positional and self._min_positional <= count <= self._max_positional:
+            if self._quick_positional and self.min_positional <= count <= self.max_positional:
                 return
             args: tuple[Any, ...] = tuple(params) if params else ()
             kwargs: dict[str, Any] = {}
@@ -192,9 +195,44 @@ class JSONService:
     exception is logged and answered -32603 with an error id.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, title: str = "jsonservice", version: str = "0") -> None:
+        """
+        @param title: the service's name in its OpenRPC document.
+        @param version: the service's version in its OpenRPC document.
+        """
+        self.title = title
+        self.version = version
         self._methods: dict[str, Handler] = {}
         self._message_handler: Handler | None = None
+        self._fast: dict[str, tuple[Callable[..., Any], int, int]] | None = None
+        self._builtins: dict[str, Handler] = {
+            "rpc.ping": Handler("rpc.ping", _ping, False),
+            "rpc.discover": Handler("rpc.discover", self.discover, False),
+        }
+
+    def fast_table(self) -> dict[str, tuple[Callable[..., Any], int, int]]:
+        """
+        The methods whose params need only a count check, as
+        C{{name: (func, fewest, most positional params)}}: what the
+        protocol's fast path calls directly.  Rebuilt after a registration.
+        """
+        table = self._fast
+        if table is None:
+            table = self._fast = {
+                name: (handler.func, handler.min_positional, handler.max_positional)
+                for name, handler in self._methods.items()
+                if handler.fast
+            }
+        return table
+
+    def discover(self) -> dict[str, Any]:
+        """
+        Describe this service's methods as an OpenRPC document (what the
+        built-in C{rpc.discover} method returns).
+        """
+        from .openrpc import describe
+
+        return describe(self._methods, self.title, self.version)
 
     @overload
     def method(self, func: F, /) -> F: ...
@@ -233,6 +271,7 @@ class JSONService:
         if name.startswith(("rpc.", "$/")):
             raise ValueError(f"method names starting with 'rpc.' or '$/' are reserved: {name!r}")
         self._methods[name] = Handler(name, func, context)
+        self._fast = None
 
     @overload
     def message(self, func: F, /) -> F: ...
@@ -273,6 +312,9 @@ class JSONService:
     def __iter__(self) -> Iterator[str]:
         return iter(self._methods)
 
+    def __len__(self) -> int:
+        return len(self._methods)
+
     def dispatch(
         self,
         method: str,
@@ -289,7 +331,7 @@ class JSONService:
             the handler raised; any other exception becomes an
             L{InternalError} (logged).
         """
-        handler = self._methods.get(method)
+        handler = self._methods.get(method) or self._builtins.get(method)
         if handler is None:
             raise MethodNotFound(data=f"no method named {method!r}")
         handler.check(params)
@@ -306,6 +348,11 @@ class JSONService:
         if handler is None:
             raise InvalidRequest(data="this service takes JSON-RPC 2.0 only, not plain messages")
         return _invoke(handler, [message], protocol, None, None)
+
+
+def _ping() -> str:
+    """Answer C{"pong"}: the built-in C{rpc.ping} (a health check)."""
+    return "pong"
 
 
 def _invoke(

@@ -52,15 +52,43 @@ class Options(usage.Options):
         ],
         ["interface", "i", "127.0.0.1", "interface a bare --port number binds"],
         [
+            "auth-token-file",
+            None,
+            None,
+            "require connections to call rpc.authenticate with the token in this file first",
+        ],
+        [
+            "metrics",
+            None,
+            None,
+            "serve Prometheus metrics over HTTP on this endpoint, e.g. tcp:9100:interface=127.0.0.1",
+        ],
+        [
             "service",
             "s",
             None,
             "the service to serve: package.module:attr, a JSONService or a callable returning one",
         ],
+        [
+            "workers",
+            "w",
+            "1",
+            "worker processes sharing one listening TCP socket, under a supervisor that restarts them",
+        ],
+        [
+            "inherit-fd",
+            None,
+            None,
+            "(internal, used by --workers) serve on this inherited listening TCP socket descriptor",
+        ],
     ] + [
         [_option_name(field.name), None, str(getattr(_DEFAULTS, field.name)), LIMIT_HELP[field.name]]
         for field in dataclasses.fields(Limits)
         if field.name != "call_timeout"
+    ]
+
+    optFlags: list[list[Any]] = [
+        ["log-requests", None, "log every request (method, outcome, duration); costs per message"],
     ]
 
     def __init__(self) -> None:
@@ -72,6 +100,11 @@ class Options(usage.Options):
         self["listen"].append(description)
 
     opt_l = opt_listen
+
+    def parseOptions(self, options: Any = None) -> None:
+        """Parse, keeping the arguments as given: C{--workers} passes them on to its workers."""
+        self["argv"] = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(options)  # type: ignore[no-untyped-call]
 
     def postOptions(self) -> None:
         """Work out the endpoints, limits and service; refuse bad values."""
@@ -94,10 +127,41 @@ class Options(usage.Options):
             self["limits"] = Limits(**values)
         except (TypeError, ValueError) as exc:
             raise usage.UsageError(str(exc)) from None
+        self["auth_token"] = read_token(self["auth-token-file"]) if self["auth-token-file"] else None
+        if self["metrics"] is not None:
+            try:
+                import prometheus_client  # noqa: F401
+            except ImportError:
+                raise usage.UsageError(
+                    "--metrics needs prometheus-client: install jsonservice[metrics]"
+                ) from None
         try:
             self["service_object"] = load_service(self["service"])
         except (ImportError, AttributeError, TypeError, ValueError) as exc:
             raise usage.UsageError(f"--service {self['service']}: {exc}") from None
+        self._post_workers()
+
+    def _post_workers(self) -> None:
+        """Check C{--workers} (one TCP endpoint only) and C{--inherit-fd}."""
+        from .workers import parse_tcp_description
+
+        for name in ("workers", "inherit-fd"):
+            text = self[name]
+            if text is not None and (not str(text).isdigit() or (name == "workers" and int(text) < 1)):
+                raise usage.UsageError(f"--{name} takes a whole number (at least 1), not {text!r}")
+        self["workers"] = int(self["workers"])
+        if self["inherit-fd"] is not None:
+            self["inherit-fd"] = int(self["inherit-fd"])
+            return
+        if self["workers"] > 1:
+            if len(self["endpoints"]) != 1:
+                raise usage.UsageError(
+                    "--workers serves exactly one TCP endpoint: give one --port or --listen"
+                )
+            try:
+                self["worker_address"] = parse_tcp_description(self["endpoints"][0])
+            except ValueError as exc:
+                raise usage.UsageError(str(exc)) from None
 
 
 def port_description(port: str, interface: str) -> str:
@@ -110,6 +174,23 @@ def port_description(port: str, interface: str) -> str:
     escaped = interface.replace("\\", "\\\\").replace(":", "\\:")
     kind = "tcp6" if ":" in interface else "tcp"
     return f"{kind}:{port}:interface={escaped}"
+
+
+def read_token(path: str) -> bytes:
+    """
+    Read an authentication token: the file's content, surrounding
+    whitespace stripped.
+
+    @raise usage.UsageError: unreadable or empty.
+    """
+    try:
+        with open(path, "rb") as file:
+            token = file.read().strip()
+    except OSError as exc:
+        raise usage.UsageError(f"--auth-token-file: {exc.strerror}: {path}") from None
+    if not token:
+        raise usage.UsageError(f"--auth-token-file: {path} is empty")
+    return token
 
 
 def load_service(spec: str | None) -> JSONService:
@@ -140,11 +221,44 @@ def makeService(options: Options) -> IService:
     """Build the service twistd runs: listeners plus the drain on stop."""
     from twisted.internet import reactor
 
-    factory = JSONServerFactory(options["service_object"], limits=options["limits"])
+    if options["workers"] > 1 and options["inherit-fd"] is None:
+        from .workers import WorkerSupervisor
+
+        supervisor = MultiService()
+        WorkerSupervisor(
+            options["worker_address"],
+            options["argv"],
+            options["workers"],
+            shutdown_grace=options["limits"].shutdown_grace,
+        ).setServiceParent(supervisor)  # type: ignore[no-untyped-call]
+        return supervisor
+    factory = JSONServerFactory(
+        options["service_object"],
+        limits=options["limits"],
+        auth_token=options["auth_token"],
+        log_requests=bool(options["log-requests"]),
+    )
     top = MultiService()
+    if options["metrics"] is not None:
+        from twisted.web.server import Site
+
+        from .metrics import PrometheusMetrics
+
+        metrics = PrometheusMetrics()
+        metrics.watch(factory)
+        page = StreamServerEndpointService(
+            serverFromString(reactor, options["metrics"]), Site(metrics.resource())
+        )
+        page._raiseSynchronously = True
+        page.setServiceParent(top)
     # Added first, so stopped last: the ports close before the drain starts.
     JSONServerService(factory).setServiceParent(top)  # type: ignore[no-untyped-call]
-    for description in options["endpoints"]:
+    if options["inherit-fd"] is not None:
+        # A --workers worker: serve on the supervisor's socket instead.
+        from .workers import InheritedPortService
+
+        InheritedPortService(options["inherit-fd"], factory).setServiceParent(top)  # type: ignore[no-untyped-call]
+    for description in options["endpoints"] if options["inherit-fd"] is None else []:
         listener = StreamServerEndpointService(serverFromString(reactor, description), factory)
         listener._raiseSynchronously = True
         listener.setServiceParent(top)

@@ -5,7 +5,7 @@ you control, with every byte that crosses recorded and decoded.
 
 It plays the part C{treq.testing.StubTreq} plays for treq: no ports, no
 sleeps, no reactor; everything happens when you L{flush<ConnectedPair.flush>}
-or L{advance<ConnectedPair.advance>}.
+or L{advance<ConnectedPair.advance>}::
 
     from jsonservice import JSONService
     from jsonservice.testing import connected_pair
@@ -25,7 +25,7 @@ or L{advance<ConnectedPair.advance>}.
 
 The same code works in a C{twisted.trial.unittest.SynchronousTestCase}
 (or C{TestCase}) and in a plain pytest or pytest-twisted test: nothing here
-touches the global reactor.  Timeouts run on L{ConnectedPair.clock}:
+touches the global reactor.  Timeouts run on L{ConnectedPair.clock}::
 
     pair = connected_pair(service, request_timeout=5)
     d = pair.client.call("slow")
@@ -33,12 +33,17 @@ touches the global reactor.  Timeouts run on L{ConnectedPair.clock}:
     pair.failure_of(d, RequestTimeout)
 
 Several clients of one server (say, to test notifications between them)
-share a L{MemoryServer}:
+share a L{MemoryServer}::
 
     server = MemoryServer(service)
     alice, bob = server.connect(), server.connect()
     alice.client.call("publish", "hi")
     server.flush()                      # moves the bytes of every connection
+
+For the few tests that need real sockets, L{listen_loopback} serves on an
+ephemeral loopback port of a real reactor and L{LoopbackServer.close}
+closes the server, its connections and its clients, leaving the reactor
+clean (the pytest plugin's C{jsonservice_server} fixture is built on it).
 """
 
 from __future__ import annotations
@@ -46,8 +51,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, Final, TypeVar
 
-from twisted.internet.defer import Deferred
-from twisted.internet.task import Clock
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
+from twisted.internet.task import Clock, deferLater
 from twisted.python.failure import Failure
 from twisted.test.iosim import FakeAddress, FakeTransport, IOPump, connect
 
@@ -59,7 +64,17 @@ from .protocol import JSONProtocol
 from .server import JSONServerFactory
 from .service import JSONService
 
-__all__ = ["MAX_PUMPS", "ConnectedPair", "MemoryServer", "Wire", "connected_pair", "failure_of", "result_of"]
+__all__ = [
+    "MAX_PUMPS",
+    "ConnectedPair",
+    "LoopbackServer",
+    "MemoryServer",
+    "Wire",
+    "connected_pair",
+    "failure_of",
+    "listen_loopback",
+    "result_of",
+]
 
 #: How many rounds of pumping L{MemoryServer.flush} allows before it decides
 #: the two ends talk to each other forever.
@@ -67,12 +82,13 @@ MAX_PUMPS: Final = 10_000
 
 T = TypeVar("T")
 
+_NOT_FIRED: Final = object()
+
 
 class Wire:
     """
     What went over one direction of an in-memory connection, in order.
 
-    @ivar raw: every byte delivered, as one L{bytes}.
     @ivar lines: every complete line (without its C{\\n}, nor a C{\\r}
         before it; blank lines left out).
     @ivar messages: each of C{lines} decoded as strict JSON.  A line that is
@@ -81,14 +97,21 @@ class Wire:
     """
 
     def __init__(self) -> None:
-        self.raw = b""
         self.lines: list[bytes] = []
         self.messages: list[Any] = []
+        self._chunks: list[bytes] = []
         self._partial = b""
+
+    @property
+    def raw(self) -> bytes:
+        """Every byte delivered (since the last L{clear}), as one L{bytes}."""
+        if len(self._chunks) > 1:
+            self._chunks = [b"".join(self._chunks)]
+        return self._chunks[0] if self._chunks else b""
 
     def record(self, data: bytes) -> None:
         """Add C{data}, just delivered, to the record."""
-        self.raw += data
+        self._chunks.append(data)
         *complete, self._partial = (self._partial + data).split(b"\n")
         for line in complete:
             line = line.removesuffix(b"\r")
@@ -114,7 +137,7 @@ class Wire:
 
     def clear(self) -> None:
         """Forget everything recorded so far (an unfinished line is kept)."""
-        self.raw = b""
+        self._chunks = []
         self.lines = []
         self.messages = []
 
@@ -125,7 +148,7 @@ class Wire:
         return len(self.messages)
 
     def __repr__(self) -> str:
-        return f"<Wire {len(self.messages)} message(s), {len(self.raw)} bytes>"
+        return f"<Wire {len(self.messages)} message(s), {sum(map(len, self._chunks))} bytes>"
 
 
 class _RecordingTransport(FakeTransport):
@@ -162,20 +185,35 @@ class MemoryServer:
 
     def __init__(
         self,
-        service: JSONService,
+        service: JSONService | JSONServerFactory,
         *,
         clock: Clock | None = None,
         limits: Limits | None = None,
         **kwargs: Any,
     ) -> None:
         """
-        @param service: the L{JSONService} to serve.
-        @param clock: the clock for timeouts (default: a new L{Clock}).
+        @param service: the L{JSONService} to serve, or a ready
+            L{JSONServerFactory} (a subclass with its own hooks, say); a
+            factory built without a clock is given this server's.
+        @param clock: the clock for timeouts (default: the factory's own
+            L{Clock} if it has one, else a new L{Clock}).
         @param limits: a L{Limits} to start from; keyword arguments named
-            after its fields override it, as for L{JSONServerFactory}.
+            after its fields override it, as for L{JSONServerFactory}
+            (only with a service, not a factory).
+        @raise TypeError: limits given along with a factory.
         """
-        self.clock = clock if clock is not None else Clock()
-        self.factory = JSONServerFactory(service, clock=self.clock, limits=limits, **kwargs)
+        if isinstance(service, JSONServerFactory):
+            if limits is not None or kwargs:
+                raise TypeError("pass limits to the JSONServerFactory itself, not with it")
+            if clock is None:
+                clock = service.clock if isinstance(service.clock, Clock) else Clock()
+            if service.clock is None:
+                service.clock = clock
+            self.clock = clock
+            self.factory = service
+        else:
+            self.clock = clock if clock is not None else Clock()
+            self.factory = JSONServerFactory(service, clock=self.clock, limits=limits, **kwargs)
         self.pairs: list[ConnectedPair] = []
 
     def connect(
@@ -388,7 +426,7 @@ class ConnectedPair:
 
 
 def connected_pair(
-    service: JSONService,
+    service: JSONService | JSONServerFactory,
     client_service: JSONService | None = None,
     clock: Clock | None = None,
     *,
@@ -397,13 +435,15 @@ def connected_pair(
     **limits: Any,
 ) -> ConnectedPair:
     """
-    Connect a client to a server serving C{service}, in memory.
+    Connect a client to a server serving C{service}, in memory::
 
         pair = connected_pair(service, request_timeout=5)
         d = pair.client.call("echo", 1)
         assert pair.result_of(d) == 1
 
-    @param service: the L{JSONService} the server serves.
+    @param service: the L{JSONService} the server serves, or a ready
+        L{JSONServerFactory} (then C{limits} and C{server_limits} apply to
+        nothing and are refused: set them on the factory).
     @param client_service: the service answering the server's calls and
         notifications to the client (L{None}: none).
     @param clock: the clock for every timeout (default: a new L{Clock},
@@ -416,14 +456,187 @@ def connected_pair(
     @param limits: L{Limits} fields for both ends, e.g. C{call_timeout=5},
         C{request_timeout=1}, C{max_line_length=100}.
     @return: the connected pair, its greeting (if any) delivered.
+    @raise TypeError: an unknown limit, or server limits with a factory.
     """
-    server_side = _limits(Limits(), limits, server_limits)
     client_side = _limits(CLIENT_LIMITS, limits, client_limits)
-    memory = MemoryServer(service, clock=clock, limits=server_side)
+    if isinstance(service, JSONServerFactory):
+        if limits or server_limits is not None:
+            raise TypeError("with a JSONServerFactory, set the server's limits on the factory")
+        memory = MemoryServer(service, clock=clock)
+    else:
+        memory = MemoryServer(service, clock=clock, limits=_limits(Limits(), limits, server_limits))
     return memory.connect(client_service, limits=client_side)
 
 
-_NOT_FIRED: Final = object()
+class _TrackingClientFactory(JSONClientFactory):
+    """A client factory that can tell when all its connections are gone."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._waiting: list[Deferred[None]] = []
+
+    def connection_lost(self, proto: JSONProtocol) -> None:
+        super().connection_lost(proto)
+        if not self.connections:
+            waiting, self._waiting = self._waiting, []
+            for d in waiting:
+                d.callback(None)
+
+    def all_lost(self) -> Deferred[None]:
+        """A Deferred firing once no connection of this factory is open."""
+        if not self.connections:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiting.append(d)
+        return d
+
+
+class LoopbackServer:
+    """
+    A L{JSONServerFactory} listening on an ephemeral loopback TCP port of
+    a real reactor, with clients that L{close} shuts down too.  Build it
+    with L{listen_loopback}; the pytest plugin's C{jsonservice_server}
+    fixture does, and closes it for you.
+
+    @ivar factory: the server factory.
+    @ivar listening_port: the C{IListeningPort}.
+    @ivar host: the address listened on (C{127.0.0.1}).
+    @ivar port: the port number the system chose.
+    @ivar reactor: the reactor it runs on.
+    """
+
+    def __init__(self, reactor: Any, factory: JSONServerFactory, host: str = "127.0.0.1") -> None:
+        """
+        Listen now (synchronously) on C{host}, on a port the system picks.
+
+        @param reactor: an C{IReactorTCP} and C{IReactorTime} provider.
+        @param factory: the server factory to listen with.
+        @param host: the interface to bind, a loopback address.
+        """
+        self.reactor = reactor
+        self.factory = factory
+        self.host = host
+        self.listening_port: Any = reactor.listenTCP(0, factory, interface=host)
+        self.port: int = self.listening_port.getHost().port
+        self._client_factories: list[_TrackingClientFactory] = []
+        self._close_started = False
+        self._close_outcome: Any = _NOT_FIRED
+        self._close_waiters: list[Deferred[None]] = []
+
+    @property
+    def endpoint(self) -> str:
+        """A client endpoint description for this server, e.g. C{tcp:127.0.0.1:43210}."""
+        host = self.host.replace(":", "\\:")
+        kind = "tcp6" if ":" in self.host else "tcp"
+        return f"{kind}:{host}:{self.port}"
+
+    def connect(
+        self, service: JSONService | None = None, *, timeout: float = 5.0, **limits: Any
+    ) -> Deferred[JSONProtocol]:
+        """
+        Connect a client; L{close} will close it.
+
+        @param service: answers the server's calls to this client, if any.
+        @param timeout: seconds before the attempt fails with
+            C{TimeoutError}.
+        @param limits: the client's L{Limits} fields, e.g. C{call_timeout=5}.
+        @return: a Deferred firing with the client's L{JSONProtocol}.
+        """
+        from twisted.internet.endpoints import clientFromString
+
+        factory = _TrackingClientFactory(service, clock=self.reactor, **limits)
+        self._client_factories.append(factory)
+        endpoint = clientFromString(self.reactor, self.endpoint)
+        connecting: Deferred[Any] = endpoint.connect(factory)
+        return connecting.addTimeout(timeout, self.reactor)
+
+    def close(self, timeout: float = 5.0) -> Deferred[None]:
+        """
+        Close every client this server's L{connect} made, drain and close
+        the server's connections (handlers still running are cancelled),
+        and stop listening.
+
+        @param timeout: seconds before giving up with C{TimeoutError}.
+        @return: a Deferred firing once every connection and the port
+            are closed; calling again returns one firing at the same time.
+        """
+        result: Deferred[None] = Deferred()
+        self._close_waiters.append(result)
+        if self._close_started:
+            if self._close_outcome is not _NOT_FIRED:
+                self._fire_closed()
+            return result
+        self._close_started = True
+        steps: list[Deferred[Any]] = []
+        for factory in self._client_factories:
+            for proto in list(factory.connections):
+                proto.transport.loseConnection()  # type: ignore[union-attr]
+            steps.append(factory.all_lost())
+        steps.append(self.factory.drain(grace=0))
+        steps.append(maybeDeferred(self.listening_port.stopListening))
+        done: Deferred[Any] = gatherResults(steps, consumeErrors=True)
+        done.addTimeout(timeout, self.reactor)
+        # One more turn of the reactor, so that calls the closing scheduled
+        # for "now" (callLater(0, ...)) have run: trial counts them as a
+        # dirty reactor otherwise.
+        done.addCallback(lambda _: deferLater(self.reactor, 0, lambda: None))
+        done.addBoth(self._closed)
+        return result
+
+    def _closed(self, outcome: Any) -> None:
+        self._close_outcome = outcome
+        self._fire_closed()
+
+    def _fire_closed(self) -> None:
+        outcome = self._close_outcome
+        waiters, self._close_waiters = self._close_waiters, []
+        for d in waiters:
+            if isinstance(outcome, Failure):
+                d.errback(outcome)
+            else:
+                d.callback(None)
+
+    def __repr__(self) -> str:
+        return f"<LoopbackServer {self.endpoint}>"
+
+
+def listen_loopback(
+    service: JSONService | JSONServerFactory,
+    reactor: Any = None,
+    *,
+    host: str = "127.0.0.1",
+    limits: Limits | None = None,
+    **kwargs: Any,
+) -> LoopbackServer:
+    """
+    Serve C{service} on an ephemeral loopback port of a real reactor, for
+    integration tests (trial's asynchronous C{TestCase}, pytest-twisted)::
+
+        server = listen_loopback(service)
+        self.addCleanup(server.close)
+        client = await server.connect()
+        self.assertEqual(await client.call("ping"), "pong")
+
+    @param service: the L{JSONService} to serve, or a ready
+        L{JSONServerFactory} (then no limits may be given).
+    @param reactor: the reactor (default: the global reactor, imported now).
+    @param host: the loopback address to bind (C{::1} for IPv6).
+    @param limits: a L{Limits} for the server; keyword arguments named
+        after its fields override it.
+    @return: the listening server.
+    @raise TypeError: limits given along with a factory.
+    """
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        reactor = global_reactor
+    if isinstance(service, JSONServerFactory):
+        if limits is not None or kwargs:
+            raise TypeError("pass limits to the JSONServerFactory itself, not with it")
+        factory = service
+    else:
+        factory = JSONServerFactory(service, clock=reactor, limits=limits, **kwargs)
+    return LoopbackServer(reactor, factory, host)
 
 
 def _outcome(d: Deferred[Any]) -> Any:

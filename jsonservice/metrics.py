@@ -1,0 +1,150 @@
+"""
+Prometheus metrics for a server (C{--metrics ENDPOINT}), with the
+C{prometheus-client} library (the C{metrics} extra), served over
+C{twisted.web} from the reactor thread.
+
+    metrics = PrometheusMetrics()
+    metrics.watch(factory)
+    serverFromString(reactor, "tcp:9100:interface=127.0.0.1").listen(Site(metrics.resource()))
+
+Metrics (all prefixed C{jsonservice_}): C{requests_total{method,outcome}},
+C{request_duration_seconds{method}} (histogram), C{connections} (open),
+C{connections_opened_total}, C{in_flight}, C{received_bytes_total},
+C{sent_bytes_total}, C{limit_breaches_total{limit}}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from twisted.web.resource import Resource
+
+if TYPE_CHECKING:
+    from twisted.web.server import Request
+
+    from .protocol import JSONFactoryBase, JSONProtocol
+
+__all__ = ["MetricsPage", "PrometheusMetrics"]
+
+#: Latency buckets, in seconds: from 50 µs (a plain value) to 30 s (the
+#: default request timeout).
+BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+           2.5, 5.0, 10.0, 30.0)  # fmt: skip
+
+
+class PrometheusMetrics:
+    """
+    Collects the metrics of the factories it L{watch}es into its own
+    C{CollectorRegistry} (so several can coexist, e.g. in tests).
+
+    Request counts and latencies come through the
+    L{RequestObserver<jsonservice.protocol.RequestObserver>} interface;
+    gauges and byte counts are read from the factories when scraped, so the
+    hot path pays for nothing but the request observation.
+    """
+
+    def __init__(self, registry: Any = None) -> None:
+        """
+        @param registry: a C{prometheus_client.CollectorRegistry} (default:
+            a new one).
+        @raise ImportError: C{prometheus-client} is not installed (install
+            the C{metrics} extra).
+        """
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.factories: list[JSONFactoryBase] = []
+        self._requests = Counter(
+            "jsonservice_requests",
+            "Requests and plain messages handled, by method and outcome",
+            ["method", "outcome"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "jsonservice_request_duration_seconds",
+            "Time handlers ran, by method",
+            ["method"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self._breaches = Counter(
+            "jsonservice_limit_breaches",
+            "Limits hit, by limit",
+            ["limit"],
+            registry=self.registry,
+        )
+        self.registry.register(_FactoryCollector(self))
+
+    def watch(self, factory: JSONFactoryBase) -> None:
+        """Count the requests, connections and bytes of C{factory}."""
+        factory.add_observer(self)
+        self.factories.append(factory)
+
+    def request_done(self, proto: JSONProtocol, method: str, outcome: str, seconds: float) -> None:
+        """Count one finished request (see C{RequestObserver})."""
+        self._requests.labels(method, outcome).inc()
+        self._latency.labels(method).observe(seconds)
+
+    def limit_breached(self, proto: JSONProtocol | None, limit: str) -> None:
+        """Count one limit breach (see C{RequestObserver})."""
+        self._breaches.labels(limit).inc()
+
+    def render(self) -> bytes:
+        """The metrics in the Prometheus text format."""
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+    def resource(self) -> MetricsPage:
+        """A C{twisted.web} resource serving L{render}."""
+        return MetricsPage(self)
+
+
+class _FactoryCollector:
+    """Reads gauges and byte counters off the watched factories at scrape time."""
+
+    def __init__(self, metrics: PrometheusMetrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        factories = self.metrics.factories
+        live = [proto for factory in factories for proto in factory.connections]
+        yield GaugeMetricFamily("jsonservice_connections", "Open connections", value=len(live))
+        yield GaugeMetricFamily(
+            "jsonservice_in_flight", "Requests running", value=sum(proto.in_flight for proto in live)
+        )
+        yield CounterMetricFamily(
+            "jsonservice_connections_opened",
+            "Connections accepted",
+            value=sum(factory.connections_opened for factory in factories),
+        )
+        yield CounterMetricFamily(
+            "jsonservice_received_bytes",
+            "Bytes received",
+            value=sum(f.closed_bytes_received for f in factories) + sum(p.bytes_received for p in live),
+        )
+        yield CounterMetricFamily(
+            "jsonservice_sent_bytes",
+            "Bytes sent",
+            value=sum(f.closed_bytes_sent for f in factories) + sum(p.bytes_sent for p in live),
+        )
+
+
+class MetricsPage(Resource):
+    """Serves a L{PrometheusMetrics} at any path (GET)."""
+
+    isLeaf = True
+
+    def __init__(self, metrics: PrometheusMetrics) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.metrics = metrics
+
+    def render_GET(self, request: Request) -> bytes:
+        """The metrics, as C{text/plain; version=0.0.4}."""
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode("ascii"))
+        return self.metrics.render()

@@ -1,0 +1,187 @@
+"""
+deploy/haproxy.cfg for real: three C{twistd jsonservice} instances listening
+with Twisted's C{haproxy:} wrapper behind a real HAProxy (Debian's package)
+running the shipped configuration, with only its ports (free ones) and its
+check interval (faster) changed.  Requests through the proxy are answered,
+spread over the instances, and the instances see the real client address
+from the PROXY header; the JSON-RPC health check reaches every instance; a
+stopped instance is routed around.  Skipped when there is no haproxy binary.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from .ops_helpers import TWISTD, LineClient, kill, start_twistd, wait_for, wait_port
+
+HAPROXY = shutil.which("haproxy")
+CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "haproxy.cfg"
+
+pytestmark = [
+    pytest.mark.skipif(HAPROXY is None, reason="no haproxy binary on PATH (apt-get install haproxy)"),
+    pytest.mark.skipif(not TWISTD.exists(), reason=f"no twistd next to {sys.executable}"),
+]
+
+BACKEND_SERVICE = """
+import os
+
+from jsonservice import JSONService
+
+service = JSONService()
+pings = [0]
+
+
+@service.method
+def ping():
+    "The health check's method: count it."
+    pings[0] += 1
+    return "pong"
+
+
+@service.method(context=True)
+def where(ctx):
+    "Which instance answers, and the client address it sees."
+    return [os.getpid(), ctx.peer.host, ctx.peer.port]
+
+
+@service.method
+def health_checks():
+    return pings[0]
+"""
+
+#: A PROXY header for talking to a backend directly (it requires one).
+DIRECT = b"PROXY TCP4 127.0.0.1 127.0.0.1 1 2\r\n"
+
+
+def test_deploy_config_is_valid() -> None:
+    assert HAPROXY is not None
+    result = subprocess.run([HAPROXY, "-c", "-f", str(CONFIG)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARNING" not in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def make_config(frontend: int, backends: list[int]) -> str:
+    """The shipped configuration with test ports and a quick check interval."""
+    replacements = {
+        "127.0.0.1:8080": f"127.0.0.1:{frontend}",
+        "inter 2s": "inter 100ms",
+        # Whatever the fd limit here (haproxy needs two per connection).
+        "maxconn 8000": "maxconn 500",
+    }
+    for number, port in zip((8081, 8082, 8083), backends, strict=True):
+        replacements[f"127.0.0.1:{number}"] = f"127.0.0.1:{port}"
+    counts = dict.fromkeys(replacements, 0)
+    lines = []
+    for line in CONFIG.read_text().splitlines():
+        if not line.lstrip().startswith("#"):
+            for old, new in replacements.items():
+                pattern = re.escape(old) + r"\b"
+                counts[old] += len(re.findall(pattern, line))
+                line = re.sub(pattern, new, line)
+        lines.append(line)
+    assert all(count == 1 for count in counts.values()), f"deploy/haproxy.cfg changed shape: {counts}"
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def cluster(
+    tmp_path: Path, service_module: Callable[..., Path], free_port: Callable[..., int]
+) -> Iterator[tuple[int, list[int], list[subprocess.Popen[bytes]]]]:
+    """Three backends and haproxy in front: (frontend port, backend ports, backend processes)."""
+    cwd = service_module(BACKEND_SERVICE, name="backend")
+    backends = [free_port() for _ in range(3)]
+    frontend = free_port()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for index, port in enumerate(backends):
+            listen = f"haproxy:tcp:{port}:interface=127.0.0.1"
+            procs.append(
+                start_twistd(cwd, ["--listen", listen, "--service", "backend:service"], f"backend{index}.log")
+            )
+        for port, proc in zip(backends, procs, strict=True):
+            wait_port(port, proc)
+        config = tmp_path / "haproxy.cfg"
+        config.write_text(make_config(frontend, backends))
+        with (tmp_path / "haproxy.log").open("wb") as log:
+            assert HAPROXY is not None
+            haproxy = subprocess.Popen(
+                [HAPROXY, "-db", "-f", str(config)],
+                cwd=tmp_path,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        procs.append(haproxy)
+        wait_port(frontend, haproxy)
+        yield frontend, backends, procs[:3]
+    finally:
+        for proc in procs:
+            kill(proc)
+
+
+def test_requests_through_haproxy(cluster: tuple[int, list[int], list[subprocess.Popen[bytes]]]) -> None:
+    started = time.monotonic()
+    frontend, backends, procs = cluster
+
+    # The JSON-RPC health check (with its PROXY header) reaches every instance.
+    def checked(port: int) -> bool:
+        client = LineClient("127.0.0.1", port, preamble=DIRECT)
+        try:
+            return int(client.call("health_checks")) > 0
+        finally:
+            client.close()
+
+    for port in backends:
+        wait_for(lambda port=port: checked(port), f"a health check on {port}")  # type: ignore[misc]
+
+    # Six connections at once: least-connections spreads them over the three.
+    clients = [LineClient("127.0.0.1", frontend) for _ in range(6)]
+    try:
+        pids = set()
+        for client in clients:
+            ids = [client.send("where") for _ in range(5)]
+            replies = [client.receive() for _ in ids]
+            assert [reply["id"] for reply in replies] == ids
+            answers = {tuple(reply["result"]) for reply in replies}
+            assert len(answers) == 1, answers
+            [(pid, host, port)] = answers
+            # The real client address, from the PROXY header haproxy sent.
+            assert (host, port) == client.sock.getsockname()
+            pids.add(pid)
+        assert pids == {proc.pid for proc in procs}
+    finally:
+        for client in clients:
+            client.close()
+
+    # An instance goes away: its check fails and the others take the traffic.
+    procs[0].send_signal(signal.SIGTERM)
+    procs[0].wait(10)
+    time.sleep(0.5)
+    for _ in range(6):
+        client = LineClient("127.0.0.1", frontend)
+        try:
+            pid, host, _ = client.call("where")
+        finally:
+            client.close()
+        assert pid in {procs[1].pid, procs[2].pid}
+        assert host == "127.0.0.1"
+    assert time.monotonic() - started < 20
+
+
+def test_proxy_header_is_required_by_backends(
+    cluster: tuple[int, list[int], list[subprocess.Popen[bytes]]],
+) -> None:
+    _, backends, _ = cluster
+    with socket.create_connection(("127.0.0.1", backends[0]), timeout=5) as sock:
+        sock.sendall(b'{"jsonrpc":"2.0","id":1,"method":"ping"}\n')
+        assert sock.recv(100) == b""

@@ -1,0 +1,268 @@
+"""
+TLS through Twisted endpoints (the C{tls} extra): a L{JSONServerFactory} on
+an C{ssl:} server endpoint with a certificate generated here, reached by
+clients that verify it (a C{clientFromString} description and an endpoint
+object built with C{optionsForClientTLS}) and refused by one that does not
+trust it.  In process, loopback only, every wait bounded.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet.defer import Deferred, maybeDeferred
+
+import jsonservice
+from jsonservice import JSONProtocol, JSONServerFactory
+from jsonservice.demo import make_demo_service
+from jsonservice.tap import Options, makeService
+
+pytest.importorskip("OpenSSL", reason="pyOpenSSL is not installed: pip install 'jsonservice[tls]'")
+pytest.importorskip(
+    "service_identity", reason="service-identity is not installed: pip install 'jsonservice[tls]'"
+)
+x509_mod = pytest.importorskip(
+    "cryptography.x509", reason="cryptography is not installed (comes with pyOpenSSL)"
+)
+
+STEP = 5.0
+
+
+def make_certificate(directory: Path, names: tuple[str, ...] = ("localhost",)) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and C{names}: (key.pem, cert.pem)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName(name) for name in names] + [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    key_path = directory / "key.pem"
+    cert_path = directory / "cert.pem"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+def escape(path: Path) -> str:
+    """A path as an endpoint description argument."""
+    return str(path).replace("\\", "\\\\").replace(":", "\\:")
+
+
+def within(d: Deferred[Any], reactor: Any, seconds: float = STEP) -> Deferred[Any]:
+    return d.addTimeout(seconds, reactor)
+
+
+def when_lost(proto: JSONProtocol) -> Deferred[None]:
+    """A Deferred that fires once C{proto}'s C{connectionLost} has run."""
+    lost: Deferred[None] = Deferred()
+    original = proto.connectionLost
+
+    def connection_lost(*args: Any, **kwargs: Any) -> None:
+        original(*args, **kwargs)
+        if not lost.called:
+            lost.callback(None)
+
+    proto.connectionLost = connection_lost  # type: ignore[method-assign]
+    return lost
+
+
+class TLSServer:
+    """A JSONServerFactory on an ssl: endpoint on 127.0.0.1, and cleanup."""
+
+    def __init__(self, reactor: Any, key: Path, cert: Path) -> None:
+        self.reactor = reactor
+        self.description = f"ssl:0:privateKey={escape(key)}:certKey={escape(cert)}:interface=127.0.0.1"
+        self.factory = JSONServerFactory(make_demo_service())
+        self.port: Any = None
+        self.clients: list[tuple[JSONProtocol, Deferred[None]]] = []
+
+    async def start(self) -> int:
+        from twisted.internet.endpoints import serverFromString
+
+        endpoint = serverFromString(self.reactor, self.description)
+        self.port = await within(endpoint.listen(self.factory), self.reactor)
+        return int(self.port.getHost().port)
+
+    async def connect(self, endpoint: Any) -> JSONProtocol:
+        proto: JSONProtocol = await within(jsonservice.connect(self.reactor, endpoint), self.reactor)
+        self.clients.append((proto, when_lost(proto)))
+        return proto
+
+    async def close(self) -> None:
+        for proto, lost in self.clients:
+            if not lost.called:
+                # A registered producer holds a TLS transport open (ITransport.loseConnection).
+                proto.transport.unregisterProducer()  # type: ignore[union-attr]
+                proto.transport.loseConnection()  # type: ignore[union-attr]
+            await within(lost, self.reactor)
+        if self.port is not None:
+            await within(maybeDeferred(self.port.stopListening), self.reactor)
+        await within(self.factory.drain(grace=0), self.reactor)
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(key.pem, cert.pem, a CA directory holding only cert.pem)."""
+    key, cert = make_certificate(tmp_path / "server")
+    ca_dir = tmp_path / "ca"
+    ca_dir.mkdir()
+    (ca_dir / "cert.pem").write_bytes(cert.read_bytes())
+    return key, cert, ca_dir
+
+
+@pytest_twisted.ensureDeferred
+async def test_tls_description_client_verifies_the_certificate(
+    reactor: Any, certificate: tuple[Path, Path, Path]
+) -> None:
+    key, cert, ca_dir = certificate
+    server = TLSServer(reactor, key, cert)
+    port = await server.start()
+    try:
+        proto = await server.connect(f"ssl:127.0.0.1:{port}:caCertsDir={escape(ca_dir)}:hostname=localhost")
+        assert await within(proto.call("echo", {"secret": "over TLS"}), reactor) == {"secret": "over TLS"}
+        assert await within(proto.call("ping"), reactor) == "pong"
+        # The server side really is TLS: its transport negotiated a protocol.
+        [server_proto] = list(server.factory.connections)
+        assert server_proto.transport.getHandle().get_protocol_version_name().startswith("TLS")  # type: ignore[union-attr]
+    finally:
+        await server.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_tls_endpoint_object_with_trust_root_and_ip_hostname(
+    reactor: Any, certificate: tuple[Path, Path, Path]
+) -> None:
+    from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
+    from twisted.internet.ssl import Certificate, optionsForClientTLS
+
+    key, cert, _ = certificate
+    server = TLSServer(reactor, key, cert)
+    port = await server.start()
+    try:
+        trust = Certificate.loadPEM(cert.read_bytes())
+        for hostname in ("127.0.0.1", "localhost"):
+            endpoint = wrapClientTLS(
+                optionsForClientTLS(hostname, trustRoot=trust),
+                TCP4ClientEndpoint(reactor, "127.0.0.1", port),
+            )
+            proto = await server.connect(endpoint)
+            assert await within(proto.call("echo", hostname), reactor) == hostname
+    finally:
+        await server.close()
+
+
+async def _call_fails(server: TLSServer, reactor: Any, endpoint: Any) -> BaseException:
+    """Connect and call; return the failure (the call must not succeed)."""
+    try:
+        proto = await server.connect(endpoint)
+        result = await within(proto.call("echo", "leak"), reactor)
+    except Exception as exc:
+        return exc
+    raise AssertionError(f"an untrusting client got an answer: {result!r}")
+
+
+@pytest_twisted.ensureDeferred
+async def test_clients_that_do_not_trust_the_certificate_fail(
+    reactor: Any, certificate: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    from twisted.internet.defer import TimeoutError as DeferredTimeout
+    from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
+    from twisted.internet.ssl import Certificate, optionsForClientTLS
+
+    key, cert, _ = certificate
+    server = TLSServer(reactor, key, cert)
+    port = await server.start()
+    # Another self-signed certificate: trusted by the client, but not the server's.
+    _, other_cert = make_certificate(tmp_path / "other")
+    other_ca = tmp_path / "other-ca"
+    other_ca.mkdir()
+    (other_ca / "cert.pem").write_bytes(other_cert.read_bytes())
+    try:
+        failures = [
+            # The platform's trust store: our self-signed certificate is unknown.
+            await _call_fails(
+                server,
+                reactor,
+                wrapClientTLS(
+                    optionsForClientTLS("localhost"), TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+                ),
+            ),
+            # A description trusting another CA.
+            await _call_fails(
+                server, reactor, f"ssl:127.0.0.1:{port}:caCertsDir={escape(other_ca)}:hostname=localhost"
+            ),
+            # The right certificate, the wrong name.
+            await _call_fails(
+                server,
+                reactor,
+                wrapClientTLS(
+                    optionsForClientTLS("example.com", trustRoot=Certificate.loadPEM(cert.read_bytes())),
+                    TCP4ClientEndpoint(reactor, "127.0.0.1", port),
+                ),
+            ),
+        ]
+        for failure in failures:
+            # A refused handshake closes the connection: not a mere timeout.
+            assert not isinstance(failure, DeferredTimeout), failure
+    finally:
+        await server.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_drain_closes_idle_tls_connections_promptly(
+    reactor: Any, certificate: tuple[Path, Path, Path]
+) -> None:
+    key, cert, ca_dir = certificate
+    server = TLSServer(reactor, key, cert)
+    port = await server.start()
+    try:
+        proto = await server.connect(f"ssl:127.0.0.1:{port}:caCertsDir={escape(ca_dir)}:hostname=localhost")
+        assert await within(proto.call("ping"), reactor) == "pong"
+        # Nothing is running: the drain closes at once, not after the grace (10 s).
+        started = reactor.seconds()
+        await within(server.factory.drain(grace=10), reactor, 3)
+        await within(server.clients[0][1], reactor, 3)
+        assert reactor.seconds() - started < 3
+    finally:
+        await server.close()
+
+
+def test_twistd_options_accept_an_ssl_listener(certificate: tuple[Path, Path, Path]) -> None:
+    key, cert, _ = certificate
+    description = f"ssl:0:privateKey={escape(key)}:certKey={escape(cert)}:interface=127.0.0.1"
+    options = Options()
+    options.parseOptions(["--listen", description])
+    assert options["endpoints"] == [description]
+    top = makeService(options)
+    assert len(list(top)) == 2
