@@ -24,7 +24,7 @@ from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.error import ConnectError, ConnectionLost, DNSLookupError
 from twisted.python.failure import Failure
 
-from .client import JSONClientFactory
+from .client import JSONClientFactory, authenticate
 from .codec import EncodeError, dumps, loads
 from .errors import ParseError, RPCError
 from .protocol import JSONProtocol
@@ -103,6 +103,11 @@ def _parser() -> argparse.ArgumentParser:
             metavar="ENDPOINT",
             help=f"client endpoint description [default: {DEFAULT_ENDPOINT}]",
         )
+        sub.add_argument(
+            "--auth-token-file",
+            metavar="FILE",
+            help="authenticate with the token in FILE (for a server run with --auth-token-file)",
+        )
         if timeout:
             sub.add_argument(
                 "--timeout",
@@ -138,6 +143,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             )
     else:
         args.params = parse_params(args.args)
+    if args.auth_token_file:
+        try:
+            with open(args.auth_token_file, encoding="utf-8") as file:
+                args.auth_token = file.read().strip()
+        except OSError as exc:
+            raise UsageError(f"--auth-token-file: {exc.strerror}: {args.auth_token_file}") from None
+        if not args.auth_token:
+            raise UsageError(f"--auth-token-file: {args.auth_token_file} is empty")
     if getattr(args, "timeout", 1) <= 0:
         raise UsageError("--timeout must be positive")
     return args
@@ -213,6 +226,8 @@ async def _run(reactor: Any, args: argparse.Namespace) -> int:
         return _exit_for(Failure(), args.connect)
     code, result = EXIT_OK, None
     try:
+        if args.auth_token_file:
+            await authenticate(proto, args.auth_token)
         if args.command == "notify":
             proto.notify_params(args.method, args.params)
         elif args.command == "call":

@@ -158,12 +158,18 @@ def _outcome(error: BaseException) -> str:
 class _Waiter:
     """An outgoing call (or plain message) waiting for its reply."""
 
-    __slots__ = ("deferred", "method", "timer")
+    __slots__ = ("deferred", "id", "method", "protocol", "timer")
 
-    def __init__(self, method: str | None) -> None:
+    def __init__(self, method: str | None, protocol: JSONProtocol | None = None, id_: Id = None) -> None:
         self.method = method
-        self.deferred: Deferred[Any] = Deferred()
+        self.protocol = protocol
+        self.id = id_
+        # Cancelling a call tells the peer; a plain message cannot be.
+        self.deferred: Deferred[Any] = Deferred(self._cancel if protocol is not None else None)
         self.timer: IDelayedCall | None = None
+
+    def _cancel(self, deferred: Deferred[Any]) -> None:
+        self.protocol._call_cancelled(self.id, self)  # type: ignore[union-attr]
 
 
 _NO_PARAMS: Final[list[Any]] = []
@@ -423,9 +429,8 @@ class JSONProtocol(LineReceiver):
         service = self.service
         cls = type(self)
         eligible = (
-            service is not None
-            and type(service).dispatch is JSONService.dispatch
-            and type(service).handle_message is JSONService.handle_message
+            (service is None or type(service).dispatch is JSONService.dispatch)
+            and (service is None or type(service).handle_message is JSONService.handle_message)
             and cls.lineReceived is JSONProtocol.lineReceived
             and cls.valueReceived is JSONProtocol.valueReceived
             and not self._observers
@@ -433,7 +438,10 @@ class JSONProtocol(LineReceiver):
             and not self.draining
             and self._max_depth == ORJSON_MAX_DEPTH
         )
-        self._fast_table = service.fast_table() if eligible else None  # type: ignore[union-attr]
+        if not eligible:
+            self._fast_table = None
+        else:
+            self._fast_table = service.fast_table() if service is not None else {}
 
     def _read_lines(self, lines: list[bytes | LineTooLong], out: list[bytes]) -> None:
         """
@@ -482,9 +490,25 @@ class JSONProtocol(LineReceiver):
                     self._plain_received(value)
                 continue
             method: Any = value.get("method")
+            id_ = value.get("id", NO_ID)
+            if method is None:
+                # A response to this side's call: the success case, directly.
+                waiter = (
+                    self._calls.pop(id_, None)
+                    if (id_.__class__ is int or id_.__class__ is str)
+                    and "result" in value
+                    and "error" not in value
+                    else None
+                )
+                if waiter is None:
+                    self.valueReceived(value)
+                    continue
+                if waiter.timer is not None and waiter.timer.active():
+                    waiter.timer.cancel()
+                waiter.deferred.callback(value["result"])
+                continue
             entry = table.get(method) if method.__class__ is str else None
             params = value.get("params", _NO_PARAMS)
-            id_ = value.get("id", NO_ID)
             if (
                 entry is None
                 or (params.__class__ is not list and params is not _NO_PARAMS)
@@ -967,8 +991,7 @@ class JSONProtocol(LineReceiver):
             data = dumps_line(request(method, params, id_))
         except EncodeError:
             return fail()
-        waiter = _Waiter(method)
-        waiter.deferred = Deferred(lambda _: self._call_cancelled(id_, waiter))
+        waiter = _Waiter(method, self, id_)
         self._calls[id_] = waiter
         self._start_timer(waiter, timeout, id_)
         self._write(data)

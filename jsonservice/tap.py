@@ -154,6 +154,12 @@ class Options(usage.Options):
             self["inherit-fd"] = int(self["inherit-fd"])
             return
         if self["workers"] > 1:
+            if self.get("metrics") is not None:
+                # Every worker would bind the same metrics endpoint, and all but one fail.
+                raise usage.UsageError(
+                    "--metrics cannot be combined with --workers yet: run single-process instances "
+                    "behind a load balancer (deploy/README.md) to get metrics"
+                )
             if len(self["endpoints"]) != 1:
                 raise usage.UsageError(
                     "--workers serves exactly one TCP endpoint: give one --port or --listen"
