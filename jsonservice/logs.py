@@ -13,16 +13,30 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
+from twisted.internet.interfaces import IAddress
 from twisted.logger import FileLogObserver, ILogObserver, eventAsJSON, formatEvent
 
 __all__ = ["json_line", "json_observer"]
 
 
+def _address(value: Any) -> Any:
+    """An address as C{host:port} (or its C{str}), other values unchanged."""
+    if not IAddress.providedBy(value):
+        return value
+    host, port = getattr(value, "host", None), getattr(value, "port", None)
+    if host is not None and port is not None:
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(value)
+
+
 def json_line(event: dict[str, Any]) -> str:
-    """Format one log event as a line of JSON."""
-    event = dict(event)
-    event.setdefault("text", formatEvent(event))
-    return eventAsJSON(event) + "\n"
+    """
+    Format one log event as a line of JSON; addresses (C{peer}) become
+    C{"host:port"} strings rather than unserializable objects.
+    """
+    fields = {key: _address(value) for key, value in event.items()}
+    fields.setdefault("text", formatEvent(event))
+    return eventAsJSON(fields) + "\n"
 
 
 def json_observer(out: IO[str] | None = None) -> ILogObserver:

@@ -57,8 +57,16 @@ def _hints(func: Any) -> dict[str, Any]:
     try:
         return typing.get_type_hints(func)
     except Exception:
-        # Annotations naming things that cannot be resolved here: say nothing.
-        return {}
+        pass
+    # Some annotation cannot be resolved here: resolve the others one by one.
+    hints: dict[str, Any] = {}
+    namespace = getattr(func, "__globals__", {})
+    for name, annotation in getattr(func, "__annotations__", {}).items():
+        try:
+            hints[name] = eval(annotation, namespace) if isinstance(annotation, str) else annotation
+        except Exception:
+            continue  # unknown: described as {} (anything)
+    return hints
 
 
 def _summary(doc: str | None) -> tuple[str, str]:

@@ -721,6 +721,8 @@ class JSONProtocol(LineReceiver):
         """Before authentication only C{rpc.authenticate} is answered."""
         if req.method != AUTH_METHOD:
             error = Unauthorized(data=f"authenticate first: call {AUTH_METHOD} with the token")
+            if self._observers:
+                self._observe(req.method, "unauthorized", time.perf_counter())
             return None if req.id is NO_ID else error_reply(req.id, error)  # type: ignore[arg-type]
         params = req.params
         token = params.get("token") if isinstance(params, dict) else (params[0] if params else None)

@@ -593,6 +593,7 @@ def test_json_observer_writes_one_json_object_per_line() -> None:
     assert all(isinstance(obj, dict) and "text" in obj for obj in parsed)
     assert parsed[0]["text"] == f"Connection from {PEER} closed: 3 requests"
     assert parsed[0]["requests"] == 3
+    assert parsed[0]["peer"] == f"{PEER.host}:{PEER.port}"  # an address, not an unpersistable object
     assert parsed[0]["log_namespace"] == "jsonservice.test"
     assert parsed[1]["text"] == "line with\nnewline é"
     assert parsed[2]["error_id"] == "abc123"
