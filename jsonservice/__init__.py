@@ -1,5 +1,5 @@
 """
-jsonservice: newline-delimited JSON and JSON-RPC 2.0 services for Twisted.
+jsonservice: newline-delimited JSON and JSON-RPC 2.0 services for Twisted::
 
     from jsonservice import JSONService, JSONServerFactory
 

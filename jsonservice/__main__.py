@@ -1,6 +1,6 @@
 """
 The command-line client: C{jsonservice call|notify|send}, also run as
-C{python -m jsonservice}.
+C{python -m jsonservice}::
 
     jsonservice call echo '"hi"'                 # positional params: JSON values
     jsonservice call subtract minuend=42 subtrahend=23

@@ -74,7 +74,7 @@ def connect(
     **limits: Any,
 ) -> Deferred[JSONProtocol]:
     """
-    Connect to a JSON service.
+    Connect to a JSON service::
 
         proto = await connect(reactor, "tcp:127.0.0.1:8080")
         print(await proto.call("echo", "hi"))

@@ -438,7 +438,7 @@ class Framer:
     def unterminated(self, force: bool = False) -> bytes | None:
         """
         Return the unfinished line if it may be a complete JSON text sent
-        without a newline (it ends with C{}}, C{]} or C{"}), else L{None}.
+        without a newline (it ends with C{E{rb}}, C{]} or C{"}), else L{None}.
 
         To stay linear when a long line arrives in many pieces, a candidate
         is offered again only once it has doubled in length, unless

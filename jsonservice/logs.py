@@ -1,5 +1,5 @@
 """
-Structured log output: one JSON object per line, for log shippers.
+Structured log output: one JSON object per line, for log shippers::
 
     twistd --logger jsonservice.logs.json_observer -n jsonservice --port 8080
 

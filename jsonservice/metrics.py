@@ -1,7 +1,7 @@
 """
 Prometheus metrics for a server (C{--metrics ENDPOINT}), with the
 C{prometheus-client} library (the C{metrics} extra), served over
-C{twisted.web} from the reactor thread.
+C{twisted.web} from the reactor thread::
 
     metrics = PrometheusMetrics()
     metrics.watch(factory)

@@ -87,6 +87,9 @@ class ConnectionClosed(ConnectionLost):
     plain message fails with this.
     """
 
+    def __str__(self) -> str:
+        return " ".join(str(arg) for arg in self.args) or "the connection closed before the reply"
+
 
 class CallTimeout(TimeoutError):
     """A call made with a timeout got no reply in time (the peer was told
@@ -793,7 +796,7 @@ class JSONProtocol(LineReceiver):
             timer.cancel()
         if "in-flight" in self._pauses and len(self._running) < self.limits.max_in_flight:
             self._resume("in-flight")
-        if self.draining and not self._running and self._drain_call is None:
+        if self.draining and not self._running and self._drain_call is None and not self._closed:
             # Close once the reply this result becomes has been written.
             self._drain_call = self.clock.callLater(0, self._close_if_drained)
         if isinstance(result, Failure):

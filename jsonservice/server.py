@@ -46,7 +46,7 @@ class _Busy(Protocol):
 class JSONServerFactory(JSONFactoryBase):
     """
     The server factory: each connection is a L{JSONProtocol} answering with
-    C{service}.
+    C{service}::
 
         serverFromString(reactor, "tcp:8080").listen(JSONServerFactory(service))
 

@@ -1,0 +1,1 @@
+"""The test suite (a package, so that `python -m twisted.trial tests` finds it)."""

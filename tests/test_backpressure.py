@@ -327,6 +327,11 @@ async def test_flooding_client_that_never_reads_keeps_memory_bounded(reactor: An
         assert most_backlog <= 2 * MAX_UNSENT, most_backlog
         assert most_unsent <= 3 * MAX_UNSENT, most_unsent
         # Nothing lost: once the client reads, every request it sent is answered once.
+        print(
+            f"flood: {sent} requests sent in {FLOOD_SECONDS}s, socket full {full}x; "
+            f"most framer backlog {most_backlog} B, most unsent output {most_unsent} B "
+            f"(max_unsent {MAX_UNSENT} B), paused in {paused_seen}/{samples} samples"
+        )
         ids = await deferToThread(_finish, sock, rest, sent)
         assert len(ids) == sent
         assert ids == list(range(sent))

@@ -87,9 +87,14 @@ def plain_lines(draw: st.DrawFn) -> bytes:
     return dump(value)
 
 
+# Generated good lines stay well under this, so that no line sits at the
+# limit (a CRLF line exactly one byte over it is a known divergence: see
+# test_split_after_a_complete_value_diverges).
+LINE_LIMIT = 4096
+
 # Bad lines the server must answer with one error each.  (A line with
 # garbage after a complete value, like '{"a":1}}', is left out on purpose:
-# see test_split_after_a_complete_value_with_trailing_garbage.)
+# see test_split_after_a_complete_value_diverges.)
 BAD_LINES = [
     b"{",
     b'{"a":',
@@ -105,7 +110,7 @@ BAD_LINES = [
     b'{"jsonrpc":"2.0","method":"nope","id":"x"}',
     b'{"jsonrpc":"2.0","method":"echo","params":[1,2],"id":3}',
     b"[" * 1100 + b"]" * 1100,
-    b'"' + b"z" * 300 + b'"',  # over the test's line limit
+    b'"' + b"z" * (LINE_LIMIT + 100) + b'"',  # over the test's line limit
     b"",
     b"   ",
 ]
@@ -123,7 +128,7 @@ def streams(draw: st.DrawFn) -> tuple[bytes, list[int]]:
 
 
 def replies_for(chunks: list[bytes]) -> list[Any]:
-    wire = Wire(hostile_service(), max_line_length=256)
+    wire = Wire(hostile_service(), max_line_length=LINE_LIMIT)
     for chunk in chunks:
         wire.feed(chunk)
     wire.clock.advance(1)  # any pending unterminated-value timer
@@ -131,33 +136,62 @@ def replies_for(chunks: list[bytes]) -> list[Any]:
     return wire.replies()
 
 
+def normalized(replies: list[Any]) -> list[Any]:
+    """
+    C{replies} with the free-text C{data} of parse errors dropped: where
+    the decoder noticed a problem may be worded differently when a line
+    arrives in pieces (structured C{data}, like a limit, is kept).
+    """
+    out = []
+    for reply in replies:
+        if isinstance(reply, list):
+            out.append(normalized(reply))
+        elif isinstance(reply, dict) and isinstance(reply.get("error"), dict):
+            error = dict(reply["error"])
+            if isinstance(error.get("data"), str):
+                del error["data"]
+            out.append({**reply, "error": error})
+        else:
+            out.append(reply)
+    return out
+
+
 @SETTINGS
 @given(streams())
 def test_any_split_gives_the_same_replies(stream: tuple[bytes, list[int]]) -> None:
     data, cuts = stream
     chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
-    whole = replies_for([data])
-    split = replies_for(chunks)
+    whole = normalized(replies_for([data]))
+    split = normalized(replies_for(chunks))
     assert split == whole
-    one_byte = replies_for([data[i : i + 1] for i in range(len(data))])
+    one_byte = normalized(replies_for([data[i : i + 1] for i in range(len(data))]))
     assert one_byte == whole
 
 
 @pytest.mark.xfail(
     strict=True,
     reason="BUG: the unterminated-value rule runs as soon as a read ends with a complete value, "
-    "so a line with trailing garbage split right after the value is answered as a message plus a "
-    "parse error (and a request before the garbage is run) instead of one parse error",
+    "so a line split right after a complete value is handled as that value: trailing garbage "
+    "gives a message plus a parse error (and a request before the garbage is run) instead of "
+    "one parse error; a CRLF line one byte over the limit is served instead of -32002",
 )
-def test_split_after_a_complete_value_with_trailing_garbage() -> None:
+@pytest.mark.parametrize(
+    ("line", "cut_after"),
+    [
+        pytest.param(b'{"jsonrpc":"2.0","method":"count","id":1}}\n', b"1}", id="trailing-garbage"),
+        pytest.param(
+            b'{"jsonrpc":"2.0","method":"count","id":"' + b"p" * 58 + b'"}\r\n', b'"}', id="crlf-at-limit"
+        ),
+    ],
+)
+def test_split_after_a_complete_value_diverges(line: bytes, cut_after: bytes) -> None:
     service = hostile_service()
-    line = b'{"jsonrpc":"2.0","method":"count","id":1}}\n'
-    whole = Wire(service)
+    whole = Wire(service, max_line_length=100)
     whole.feed(line)
     (reply,) = whole.replies()
-    assert reply["error"]["code"] == -32700
-    cut = line.index(b"}}") + 1
-    split = Wire(service)
+    assert reply["error"]["code"] in (-32700, -32002)
+    cut = line.index(cut_after) + len(cut_after)
+    split = Wire(service, max_line_length=100)
     split.feed(line[:cut])
     split.feed(line[cut:])
     assert split.replies() == [reply]

@@ -130,9 +130,12 @@ def test_parse_tcp_description(description: str, address: TCPAddress) -> None:
         ["--workers", "0"],
         ["--workers", "two"],
         ["--inherit-fd", "x"],
+        ["--workers", "2", "--port", "8080", "--metrics", "tcp:9100"],
     ],
 )
 def test_workers_refuse_what_they_cannot_share(args: list[str]) -> None:
+    if "--metrics" in args:
+        pytest.importorskip("prometheus_client")
     with pytest.raises(usage.UsageError, match=r"workers|inherit-fd|port"):
         parse(*args)
 
