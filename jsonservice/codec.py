@@ -197,7 +197,10 @@ def loads(data: bytes, max_depth: int = ORJSON_MAX_DEPTH, *, check_big_int: bool
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        if exc.msg.startswith("depth limit"):
+        if exc.msg.startswith("depth limit") or (
+            # orjson's wording for some over-deep input
+            exc.msg.startswith("failed to allocate") and _text_depth(data) > max_depth
+        ):
             raise _too_deep(min(max_depth, ORJSON_MAX_DEPTH)) from None
         raise ParseError(data=_describe(exc, data)) from None
     if (

@@ -176,6 +176,19 @@ class _Waiter:
 
 
 _NO_PARAMS: Final[list[Any]] = []
+
+
+def _unsent(transport: Any) -> int | None:
+    """
+    Bytes a transport holds unsent, for Twisted's C{FileDescriptor}
+    transports (TCP, UNIX); L{None} when it cannot be told.
+    """
+    try:
+        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen  # type: ignore[no-any-return]
+    except (AttributeError, TypeError):
+        return None
+
+
 #: Replies gathered during one read are written early past this many bytes.
 _FLUSH_AT: Final = 64 * 1024
 _LINE_OPTIONS: Final = OPT_NON_STR_KEYS | OPT_APPEND_NEWLINE
@@ -242,6 +255,8 @@ class JSONProtocol(LineReceiver):
         self._check_big = True
         self._out: list[bytes] | None = None
         self._out_bytes = 0
+        self._backed_up = False
+        self._watched: Any = None
         self._reading = False
         self._closed = False
         # This side's calls and plain messages waiting for replies.
@@ -310,8 +325,13 @@ class JSONProtocol(LineReceiver):
             # under it instead, which counts the same bytes, encrypted.
             transport = transport.transport
         if hasattr(transport, "bufferSize"):
-            # The transport pauses us (IPushProducer) once this much is unsent.
-            transport.bufferSize = self.limits.max_unsent
+            # The transport pauses us (IPushProducer) once bufferSize bytes are
+            # unsent.  Only ever lower it: a TCP connection also recv()s that
+            # many bytes per read, and a 4 MiB read buffer makes every read
+            # slow.  Past it, _check_output compares the unsent bytes with
+            # max_unsent itself.
+            transport.bufferSize = min(transport.bufferSize, self.limits.max_unsent)
+        self._watched = transport
         with contextlib.suppress(RuntimeError):  # another producer is registered already
             transport.registerProducer(self, True)
         idle = self.limits.idle_timeout
@@ -655,11 +675,15 @@ class JSONProtocol(LineReceiver):
         elif not self._closed:
             self.bytes_sent += len(data)
             self.transport.write(data)  # type: ignore[union-attr]
+            if self._backed_up:
+                self._check_output()
 
     def _flush(self, out: list[bytes]) -> None:
         data = b"".join(out)
         self.bytes_sent += len(data)
         self.transport.write(data)  # type: ignore[union-attr]
+        if self._backed_up:
+            self._check_output()
 
     def sendLine(self, line: bytes) -> None:
         """Write one line, in order with the replies being written."""
@@ -1124,10 +1148,20 @@ class JSONProtocol(LineReceiver):
 
     def pauseProducing(self) -> None:
         """
-        The transport's output buffer is full (the peer does not read):
-        stop reading its requests until it drains, and abort the connection
-        if it stays stalled longer than the write-stall timeout.
+        The transport's output is backing up (the peer is slow to read).
+        Once more than C{max_unsent} bytes are unsent, stop reading its
+        requests until it drains, and abort the connection if it stays
+        stalled longer than the write-stall timeout.
         """
+        self._backed_up = True
+        self._check_output()
+
+    def _check_output(self) -> None:
+        if "output" in self._pauses:
+            return
+        unsent = _unsent(self._watched)
+        if unsent is not None and unsent <= self.limits.max_unsent:
+            return
         self._pause("output")
         self._breached("max_unsent")
         stall = self.limits.write_stall_timeout
@@ -1136,6 +1170,7 @@ class JSONProtocol(LineReceiver):
 
     def resumeProducing(self) -> None:
         """The output buffer drained: read again."""
+        self._backed_up = False
         if self._stall_timer is not None:
             if self._stall_timer.active():
                 self._stall_timer.cancel()

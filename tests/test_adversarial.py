@@ -195,11 +195,6 @@ def test_deep_nesting_is_a_parse_error_not_a_crash(bad: bytes) -> None:
     assert log.failures() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (codec): orjson reports an unbalanced text deeper than 1024 as 'failed to "
-    "allocate memory', and loads() passes that on to the client instead of the depth limit",
-)
 def test_too_deep_unbalanced_line_names_the_depth_limit() -> None:
     (reply,) = Wire(hostile_service()).exchange(b"[" * 1025 + b"]\n")
     assert error_of(reply, -32700) == "nesting deeper than 1024"

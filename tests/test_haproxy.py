@@ -4,12 +4,14 @@ with Twisted's C{haproxy:} wrapper behind a real HAProxy (Debian's package)
 running the shipped configuration, with only its ports (free ones) and its
 check interval (faster) changed.  Requests through the proxy are answered,
 spread over the instances, and the instances see the real client address
-from the PROXY header; the JSON-RPC health check reaches every instance; a
-stopped instance is routed around.  Skipped when there is no haproxy binary.
+from the PROXY header; the JSON-RPC health check (rpc.ping) passes, and
+notices a stopped instance, which is routed around.  Skipped when there is no haproxy binary.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import shutil
 import signal
@@ -38,14 +40,6 @@ import os
 from jsonservice import JSONService
 
 service = JSONService()
-pings = [0]
-
-
-@service.method
-def ping():
-    "The health check's method: count it."
-    pings[0] += 1
-    return "pong"
 
 
 @service.method(context=True)
@@ -53,14 +47,7 @@ def where(ctx):
     "Which instance answers, and the client address it sees."
     return [os.getpid(), ctx.peer.host, ctx.peer.port]
 
-
-@service.method
-def health_checks():
-    return pings[0]
 """
-
-#: A PROXY header for talking to a backend directly (it requires one).
-DIRECT = b"PROXY TCP4 127.0.0.1 127.0.0.1 1 2\r\n"
 
 
 def test_deploy_config_is_valid() -> None:
@@ -70,8 +57,11 @@ def test_deploy_config_is_valid() -> None:
     assert "WARNING" not in result.stdout + result.stderr, result.stdout + result.stderr
 
 
-def make_config(frontend: int, backends: list[int]) -> str:
-    """The shipped configuration with test ports and a quick check interval."""
+def make_config(frontend: int, backends: list[int], admin: Path) -> str:
+    """
+    The shipped configuration with test ports and a quick check interval,
+    plus a runtime API socket at C{admin} (to read the check results).
+    """
     replacements = {
         "127.0.0.1:8080": f"127.0.0.1:{frontend}",
         "inter 2s": "inter 100ms",
@@ -89,8 +79,29 @@ def make_config(frontend: int, backends: list[int]) -> str:
                 counts[old] += len(re.findall(pattern, line))
                 line = re.sub(pattern, new, line)
         lines.append(line)
+        if line == "global":
+            lines.append(f"    stats socket {admin} mode 600 level user")
     assert all(count == 1 for count in counts.values()), f"deploy/haproxy.cfg changed shape: {counts}"
     return "\n".join(lines) + "\n"
+
+
+def check_statuses(admin: Path) -> dict[str, str]:
+    """The last health check result of each backend server, from haproxy's runtime API."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect(str(admin))
+        sock.sendall(b"show stat\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    rows = list(csv.reader(io.StringIO(data.decode().lstrip("# "))))
+    header = rows[0]
+    statuses = {}
+    for row in rows[1:]:
+        record = dict(zip(header, row, strict=False))
+        if record.get("pxname") == "jsonservice" and record.get("svname", "").startswith("app"):
+            statuses[record["svname"]] = record.get("check_status", "").lstrip("* ")
+    return statuses
 
 
 @pytest.fixture
@@ -111,7 +122,7 @@ def cluster(
         for port, proc in zip(backends, procs, strict=True):
             wait_port(port, proc)
         config = tmp_path / "haproxy.cfg"
-        config.write_text(make_config(frontend, backends))
+        config.write_text(make_config(frontend, backends, tmp_path / "admin.sock"))
         with (tmp_path / "haproxy.log").open("wb") as log:
             assert HAPROXY is not None
             haproxy = subprocess.Popen(
@@ -129,20 +140,20 @@ def cluster(
             kill(proc)
 
 
-def test_requests_through_haproxy(cluster: tuple[int, list[int], list[subprocess.Popen[bytes]]]) -> None:
+def test_requests_through_haproxy(
+    cluster: tuple[int, list[int], list[subprocess.Popen[bytes]]], tmp_path: Path
+) -> None:
     started = time.monotonic()
-    frontend, backends, procs = cluster
+    frontend, _, procs = cluster
 
-    # The JSON-RPC health check (with its PROXY header) reaches every instance.
-    def checked(port: int) -> bool:
-        client = LineClient("127.0.0.1", port, preamble=DIRECT)
-        try:
-            return int(client.call("health_checks")) > 0
-        finally:
-            client.close()
+    # The JSON-RPC health check (rpc.ping, after a PROXY header) passes on every
+    # instance: haproxy reports a layer 7 success for each.
+    def checks_passed() -> bool:
+        statuses = check_statuses(tmp_path / "admin.sock")
+        return sorted(statuses) == ["app1", "app2", "app3"] and set(statuses.values()) == {"L7OK"}
 
-    for port in backends:
-        wait_for(lambda port=port: checked(port), f"a health check on {port}")  # type: ignore[misc]
+    wait_for(checks_passed, "the health checks to pass", 5)
+    log = tmp_path / "haproxy.log"
 
     # Six connections at once: least-connections spreads them over the three.
     clients = [LineClient("127.0.0.1", frontend) for _ in range(6)]
@@ -166,7 +177,7 @@ def test_requests_through_haproxy(cluster: tuple[int, list[int], list[subprocess
     # An instance goes away: its check fails and the others take the traffic.
     procs[0].send_signal(signal.SIGTERM)
     procs[0].wait(10)
-    time.sleep(0.5)
+    wait_for(lambda: "jsonservice/app1 is DOWN" in log.read_text(), "the check to notice", 5)
     for _ in range(6):
         client = LineClient("127.0.0.1", frontend)
         try:

@@ -170,8 +170,9 @@ def test_any_split_gives_the_same_replies(stream: tuple[bytes, list[int]]) -> No
 
 @pytest.mark.xfail(
     strict=True,
-    reason="BUG: the unterminated-value rule runs as soon as a read ends with a complete value, "
-    "so a line split right after a complete value is handled as that value: trailing garbage "
+    reason="Known, documented limitation (README, Wire format): the unterminated-peer rule "
+    "answers a classic peer at once, so it runs as soon as a read ends with a complete value; "
+    "an INVALID line split right after a complete value is handled as that value: trailing garbage "
     "gives a message plus a parse error (and a request before the garbage is run) instead of "
     "one parse error; a CRLF line one byte over the limit is served instead of -32002",
 )

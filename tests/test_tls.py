@@ -32,6 +32,9 @@ x509_mod = pytest.importorskip(
 
 STEP = 5.0
 
+#: Twisted hands pyOpenSSL its own certificate objects, which pyOpenSSL >= 24.3 deprecates.
+pytestmark = pytest.mark.filterwarnings("ignore:Passing pyOpenSSL:DeprecationWarning")
+
 
 def make_certificate(directory: Path, names: tuple[str, ...] = ("localhost",)) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and C{names}: (key.pem, cert.pem)."""
