@@ -745,7 +745,12 @@ class JSONProtocol(LineReceiver):
             observer.limit_breached(self, limit)
 
     def _auth_gate(self, req: Request) -> dict[str, Any] | None:
-        """Before authentication only C{rpc.authenticate} is answered."""
+        """
+        Before authentication only C{rpc.authenticate} is served, and
+        C{rpc.ping} (health checks: it tells nothing but "up").
+        """
+        if req.method == "rpc.ping":
+            return None if req.id is NO_ID else {"jsonrpc": "2.0", "result": "pong", "id": req.id}
         if req.method != AUTH_METHOD:
             error = Unauthorized(data=f"authenticate first: call {AUTH_METHOD} with the token")
             if self._observers:
