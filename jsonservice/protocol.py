@@ -424,11 +424,13 @@ class JSONProtocol(LineReceiver):
                 self._framer.unread(self._framer.feed(data))
             return
         self.bytes_received += len(data)
-        if self._idle_timer is not None:
-            self._last_active = self.clock.seconds()
         framer = self._framer
         lines = framer.feed(data)
         if lines:
+            if self._idle_timer is not None:
+                # Only whole messages count as activity: a peer trickling
+                # the bytes of a line it never ends is idle (slowloris).
+                self._last_active = self.clock.seconds()
             self._check_big = framer.may_hold_big_int
             out: list[bytes] = []
             self._out = out
@@ -596,6 +598,8 @@ class JSONProtocol(LineReceiver):
             return
         if complete:
             framer.take_partial()
+            if self._idle_timer is not None:
+                self._last_active = self.clock.seconds()
             self._run_outside_read(value)
 
     def _unterminated_due(self) -> None:

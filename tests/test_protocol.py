@@ -669,6 +669,18 @@ class TestTimeouts:
         clock.advance(4)
         assert transport.disconnecting
 
+    def test_idle_timeout_closes_a_peer_trickling_an_unfinished_line(self, ctl: Controlled) -> None:
+        # Slowloris: bytes that never make a whole message are not activity.
+        proto, transport, clock = server_on_string_transport(ctl.service, idle_timeout=10)
+        proto.dataReceived(b'{"jsonrpc":"2.0","method":"echo","params":["')
+        for _ in range(3):
+            clock.advance(3)
+            proto.dataReceived(b"x")
+        clock.advance(0.9)
+        assert not transport.disconnecting
+        clock.advance(0.1)
+        assert transport.disconnecting
+
     def test_idle_timeout_spares_busy_connection(self, ctl: Controlled) -> None:
         proto, transport, clock = server_on_string_transport(ctl.service, idle_timeout=10, request_timeout=0)
         proto.dataReceived(rpc("wait", ["busy"], id=1))
