@@ -23,14 +23,15 @@ from typing import TYPE_CHECKING, Any, Final
 from orjson import OPT_APPEND_NEWLINE, OPT_NON_STR_KEYS
 from orjson import dumps as _orjson_dumps
 from orjson import loads as _orjson_loads
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError, fail
-from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
+from .calls import CANCEL_METHOD, CallTimeout, ConnectionClosed, PendingCalls
 from .codec import EncodeError, Framer, LineTooLong, dumps, dumps_line, loads, loads_unterminated
 from .errors import (
     MessageTooLarge,
@@ -64,10 +65,6 @@ if TYPE_CHECKING:
 
 __all__ = ["CANCEL_METHOD", "CallTimeout", "ConnectionClosed", "JSONFactoryBase", "JSONProtocol"]
 
-#: The notification that asks the peer to cancel one of its running
-#: handlers: C{{"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": ...}}}.
-CANCEL_METHOD: Final = "$/cancelRequest"
-
 #: The method a connection calls first when the server requires a token:
 #: C{{"jsonrpc": "2.0", "method": "rpc.authenticate", "params": {"token": "..."}, "id": 1}}.
 AUTH_METHOD: Final = "rpc.authenticate"
@@ -79,21 +76,6 @@ UNTERMINATED_DELAY: Final = 0.05
 
 _DEFAULT_LIMITS: Final = Limits()
 _WAITING: Final = object()
-
-
-class ConnectionClosed(ConnectionLost):
-    """
-    The connection closed before the reply came: every pending call and
-    plain message fails with this.
-    """
-
-    def __str__(self) -> str:
-        return " ".join(str(arg) for arg in self.args) or "the connection closed before the reply"
-
-
-class CallTimeout(TimeoutError):
-    """A call made with a timeout got no reply in time (the peer was told
-    to cancel it)."""
 
 
 class _Dropped(Exception):
@@ -156,23 +138,6 @@ OUTCOMES: Final[dict[int, str]] = {
 def _outcome(error: BaseException) -> str:
     code = getattr(error, "code", None)
     return OUTCOMES.get(code, "error") if isinstance(code, int) else "error"
-
-
-class _Waiter:
-    """An outgoing call (or plain message) waiting for its reply."""
-
-    __slots__ = ("deferred", "id", "method", "protocol", "timer")
-
-    def __init__(self, method: str | None, protocol: JSONProtocol | None = None, id_: Id = None) -> None:
-        self.method = method
-        self.protocol = protocol
-        self.id = id_
-        # Cancelling a call tells the peer; a plain message cannot be.
-        self.deferred: Deferred[Any] = Deferred(self._cancel if protocol is not None else None)
-        self.timer: IDelayedCall | None = None
-
-    def _cancel(self, deferred: Deferred[Any]) -> None:
-        self.protocol._call_cancelled(self.id, self)  # type: ignore[union-attr]
 
 
 _NO_PARAMS: Final[list[Any]] = []
@@ -259,10 +224,11 @@ class JSONProtocol(LineReceiver):
         self._watched: Any = None
         self._reading = False
         self._closed = False
-        # This side's calls and plain messages waiting for replies.
-        self._next_id = 1
-        self._calls: dict[Id, _Waiter] = {}
-        self._plain_waiters: deque[_Waiter] = deque()
+        # This side's calls and plain messages waiting for replies (the
+        # aliases are for the hot path: the containers never change).
+        self._pending = PendingCalls(lambda: self.clock, self._cancel_at_peer)
+        self._calls = self._pending.calls
+        self._plain_waiters = self._pending.plain
         # The peer's requests and plain messages still running here.
         self._running: dict[Any, _Running] = {}
         self._plain_slots: deque[list[Any]] = deque()
@@ -312,7 +278,7 @@ class JSONProtocol(LineReceiver):
     @property
     def pending(self) -> int:
         """How many of this side's calls and plain messages await a reply."""
-        return len(self._calls) + len(self._plain_waiters)
+        return len(self._pending)
 
     # -- connection life --------------------------------------------------
 
@@ -380,17 +346,7 @@ class JSONProtocol(LineReceiver):
         for running in list(self._running.values()):
             running.reason = _Dropped()
             running.deferred.cancel()
-        calls = list(self._calls.values()) + list(self._plain_waiters)
-        self._calls.clear()
-        self._plain_waiters.clear()
-        for waiter in calls:
-            if waiter.timer is not None and waiter.timer.active():
-                waiter.timer.cancel()
-            if not waiter.deferred.called:
-                what = f"call {waiter.method!r}" if waiter.method else "plain message"
-                waiter.deferred.errback(
-                    ConnectionClosed(f"connection closed before the reply to {what}: {reason.value}")
-                )
+        self._pending.fail_all(str(reason.value))
         factory = getattr(self, "factory", None)
         if isinstance(factory, JSONFactoryBase):
             factory.connection_lost(self)
@@ -528,8 +484,7 @@ class JSONProtocol(LineReceiver):
                 if waiter is None:
                     self.valueReceived(value)
                     continue
-                if waiter.timer is not None and waiter.timer.active():
-                    waiter.timer.cancel()
+                waiter.stop_timer()
                 waiter.deferred.callback(value["result"])
                 continue
             entry = table.get(method) if method.__class__ is str else None
@@ -658,7 +613,7 @@ class JSONProtocol(LineReceiver):
             else:
                 reply.addCallback(self._write_reply)
         elif kind is Response:
-            self._response_received(message)  # type: ignore[arg-type]
+            self._pending.response(message)  # type: ignore[arg-type]
         elif kind is Plain:
             self._plain_received(message.value)  # type: ignore[union-attr]
         elif kind is Batch:
@@ -900,7 +855,7 @@ class JSONProtocol(LineReceiver):
                     reply.addCallback(self._batch_item_done, collected, index)
                     continue
             elif kind is Response:
-                self._response_received(item)  # type: ignore[arg-type]
+                self._pending.response(item)  # type: ignore[arg-type]
                 reply = None
             else:
                 reply = item.reply()  # type: ignore[union-attr]
@@ -920,15 +875,8 @@ class JSONProtocol(LineReceiver):
     # -- plain messages ---------------------------------------------------
 
     def _plain_received(self, value: Any) -> None:
-        waiters = self._plain_waiters
-        if waiters:
-            # A reply to this side's send(): replies come in order.
-            waiter = waiters.popleft()
-            if waiter.timer is not None and waiter.timer.active():
-                waiter.timer.cancel()
-            if not waiter.deferred.called:
-                waiter.deferred.callback(value)
-            return
+        if self._pending.plain_reply(value):
+            return  # a reply to this side's send(): replies come in order
         service = self.service
         if service is None:
             self._log.warn("Dropped a plain message nobody asked for: {value!r}", value=value)
@@ -1023,67 +971,20 @@ class JSONProtocol(LineReceiver):
         """
         if self._closed or self.transport is None:
             return fail(ConnectionClosed(f"not connected: cannot call {method!r}"))
-        id_ = self._next_id
-        self._next_id = id_ + 1
+        id_ = self._pending.next_id()
         try:
             data = dumps_line(request(method, params, id_))
         except EncodeError:
             return fail()
-        waiter = _Waiter(method, self, id_)
-        self._calls[id_] = waiter
-        self._start_timer(waiter, timeout, id_)
+        waiter = self._pending.add_call(method, id_, self.call_timeout if timeout is None else timeout)
         self._write(data)
         if "in-flight" in self._pauses:
             # A handler calling the peer back needs its reply read.
             self._resume("in-flight")
         return waiter.deferred
 
-    def _start_timer(self, waiter: _Waiter, timeout: float | None, id_: Id) -> None:
-        seconds = self.call_timeout if timeout is None else timeout
-        if seconds:
-            waiter.timer = self.clock.callLater(seconds, self._call_timed_out, id_, waiter, seconds)
-
-    def _call_cancelled(self, id_: Id, waiter: _Waiter) -> None:
-        if self._calls.get(id_) is waiter:
-            del self._calls[id_]
-            if waiter.timer is not None and waiter.timer.active():
-                waiter.timer.cancel()
-            if not self._closed:
-                self.notify(CANCEL_METHOD, id=id_)
-
-    def _call_timed_out(self, id_: Id, waiter: _Waiter, seconds: float) -> None:
-        waiter.timer = None
-        if id_ is None:
-            # A plain message: its reply slot stays (replies come in order)
-            # but whatever arrives for it is dropped.
-            waiter.deferred.errback(CallTimeout(f"no reply to a plain message within {seconds}s"))
-            return
-        if self._calls.pop(id_, None) is waiter:
-            if not self._closed:
-                self.notify(CANCEL_METHOD, id=id_)
-            waiter.deferred.errback(CallTimeout(f"no reply to {waiter.method!r} within {seconds}s"))
-
-    def _response_received(self, response: Response) -> None:
-        waiter = self._calls.pop(response.id, None)
-        if waiter is None and response.id is None and response.error is not None and self._plain_waiters:
-            # This side's calls never use id null: an error with id null
-            # answers the oldest plain message (no handler, handler failed,
-            # parse error...), which would otherwise wait forever.
-            waiter = self._plain_waiters.popleft()
-            if waiter.deferred.called:
-                return  # it timed out; its reply slot is consumed
-        if waiter is None:
-            if response.error is not None and response.id is None:
-                self._log.warn("The peer reported an error: {error}", error=response.error)
-            else:
-                self._log.info("Dropped a response to unknown id {id!r}", id=response.id)
-            return
-        if waiter.timer is not None and waiter.timer.active():
-            waiter.timer.cancel()
-        if response.error is None:
-            waiter.deferred.callback(response.result)
-        else:
-            waiter.deferred.errback(response.error)
+    def _cancel_at_peer(self, id_: Id) -> None:
+        self.notify(CANCEL_METHOD, id=id_)
 
     def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
         """
@@ -1114,9 +1015,7 @@ class JSONProtocol(LineReceiver):
             data = self._plain_line(message)
         except (EncodeError, ValueError):
             return fail()
-        waiter = _Waiter(None)
-        self._plain_waiters.append(waiter)
-        self._start_timer(waiter, timeout, None)
+        waiter = self._pending.add_plain(self.call_timeout if timeout is None else timeout)
         self._write(data)
         return waiter.deferred
 
