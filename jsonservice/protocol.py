@@ -12,7 +12,6 @@ C{transport.write}.
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import time
 import typing
@@ -25,7 +24,6 @@ from orjson import dumps as _orjson_dumps
 from orjson import loads as _orjson_loads
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
@@ -42,6 +40,7 @@ from .errors import (
     RPCError,
     Unauthorized,
 )
+from .flow import FlowControl
 from .jsonrpc import (
     NO_ID,
     Batch,
@@ -143,17 +142,6 @@ def _outcome(error: BaseException) -> str:
 _NO_PARAMS: Final[list[Any]] = []
 
 
-def _unsent(transport: Any) -> int | None:
-    """
-    Bytes a transport holds unsent, for Twisted's C{FileDescriptor}
-    transports (TCP, UNIX); L{None} when it cannot be told.
-    """
-    try:
-        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen  # type: ignore[no-any-return]
-    except (AttributeError, TypeError):
-        return None
-
-
 #: Replies gathered during one read are written early past this many bytes.
 _FLUSH_AT: Final = 64 * 1024
 _LINE_OPTIONS: Final = OPT_NON_STR_KEYS | OPT_APPEND_NEWLINE
@@ -220,8 +208,6 @@ class JSONProtocol(LineReceiver):
         self._check_big = True
         self._out: list[bytes] | None = None
         self._out_bytes = 0
-        self._backed_up = False
-        self._watched: Any = None
         self._reading = False
         self._closed = False
         # This side's calls and plain messages waiting for replies (the
@@ -232,8 +218,8 @@ class JSONProtocol(LineReceiver):
         # The peer's requests and plain messages still running here.
         self._running: dict[Any, _Running] = {}
         self._plain_slots: deque[list[Any]] = deque()
-        self._pauses: set[str] = set()
-        self._stall_timer: IDelayedCall | None = None
+        self._flow = FlowControl(self)
+        self._pauses = self._flow.reasons  # why reading is paused
         self._idle_timer: IDelayedCall | None = None
         self._unterminated_timer: IDelayedCall | None = None
         self._last_active = 0.0
@@ -284,22 +270,7 @@ class JSONProtocol(LineReceiver):
 
     def connectionMade(self) -> None:
         """Start the idle timer and watch the transport's output buffer."""
-        transport: Any = self.transport
-        if ISSLTransport.providedBy(transport) and hasattr(transport, "transport"):
-            # A TLS transport will not close while a producer is registered
-            # with it (ITransport.loseConnection); watch the connection
-            # under it instead, which counts the same bytes, encrypted.
-            transport = transport.transport
-        if hasattr(transport, "bufferSize"):
-            # The transport pauses us (IPushProducer) once bufferSize bytes are
-            # unsent.  Only ever lower it: a TCP connection also recv()s that
-            # many bytes per read, and a 4 MiB read buffer makes every read
-            # slow.  Past it, _check_output compares the unsent bytes with
-            # max_unsent itself.
-            transport.bufferSize = min(transport.bufferSize, self.limits.max_unsent)
-        self._watched = transport
-        with contextlib.suppress(RuntimeError):  # another producer is registered already
-            transport.registerProducer(self, True)
+        self._flow.watch_output()
         idle = self.limits.idle_timeout
         self.opened_at = self._last_active = self.clock.seconds()
         if idle:
@@ -334,9 +305,9 @@ class JSONProtocol(LineReceiver):
                 self._framer.take_partial()
                 self.valueReceived(value)
         self._closed = True
+        self._flow.stop()
         for timer in (
             self._idle_timer,
-            self._stall_timer,
             self._unterminated_timer,
             self._auth_timer,
             self._drain_call,
@@ -634,15 +605,13 @@ class JSONProtocol(LineReceiver):
         elif not self._closed:
             self.bytes_sent += len(data)
             self.transport.write(data)  # type: ignore[union-attr]
-            if self._backed_up:
-                self._check_output()
+            self._flow.check_output()
 
     def _flush(self, out: list[bytes]) -> None:
         data = b"".join(out)
         self.bytes_sent += len(data)
         self.transport.write(data)  # type: ignore[union-attr]
-        if self._backed_up:
-            self._check_output()
+        self._flow.check_output()
 
     def sendLine(self, line: bytes) -> None:
         """Write one line, in order with the replies being written."""
@@ -770,7 +739,7 @@ class JSONProtocol(LineReceiver):
         if len(self._running) >= limits.max_in_flight and not self._calls:
             # Not while this side awaits replies: its handlers may be
             # waiting for them, and a paused connection never reads them.
-            self._pause("in-flight")
+            self._flow.pause("in-flight")
             self._breached("max_in_flight")
         if limits.request_timeout:
             running.timer = self.clock.callLater(limits.request_timeout, self._expire, running)
@@ -783,7 +752,7 @@ class JSONProtocol(LineReceiver):
         if timer is not None and timer.active():
             timer.cancel()
         if "in-flight" in self._pauses and len(self._running) < self.limits.max_in_flight:
-            self._resume("in-flight")
+            self._flow.resume("in-flight")
         if self.draining and not self._running and self._drain_call is None and not self._closed:
             # Close once the reply this result becomes has been written.
             self._drain_call = self.clock.callLater(0, self._close_if_drained)
@@ -980,7 +949,7 @@ class JSONProtocol(LineReceiver):
         self._write(data)
         if "in-flight" in self._pauses:
             # A handler calling the peer back needs its reply read.
-            self._resume("in-flight")
+            self._flow.resume("in-flight")
         return waiter.deferred
 
     def _cancel_at_peer(self, id_: Id) -> None:
@@ -1038,19 +1007,8 @@ class JSONProtocol(LineReceiver):
 
     # -- backpressure -----------------------------------------------------
 
-    def _pause(self, reason: str) -> None:
-        if not self._pauses:
-            self.paused = True
-            if self.transport is not None:
-                self.transport.pauseProducing()  # type: ignore[attr-defined]
-        self._pauses.add(reason)
-
-    def _resume(self, reason: str) -> None:
-        self._pauses.discard(reason)
-        if self._pauses or self._closed:
-            return
-        self.paused = False
-        self.transport.resumeProducing()  # type: ignore[union-attr]
+    def _read_buffered(self) -> None:
+        """Reading resumed: handle the complete lines that waited."""
         if not self._reading:
             self.dataReceived(b"")
 
@@ -1061,42 +1019,14 @@ class JSONProtocol(LineReceiver):
         requests until it drains, and abort the connection if it stays
         stalled longer than the write-stall timeout.
         """
-        self._backed_up = True
-        self._check_output()
-
-    def _check_output(self) -> None:
-        if "output" in self._pauses:
-            return
-        unsent = _unsent(self._watched)
-        if unsent is not None and unsent <= self.limits.max_unsent:
-            return
-        self._pause("output")
-        self._breached("max_unsent")
-        stall = self.limits.write_stall_timeout
-        if stall and self._stall_timer is None and not self._closed:
-            self._stall_timer = self.clock.callLater(stall, self._stalled)
+        self._flow.output_backed_up()
 
     def resumeProducing(self) -> None:
         """The output buffer drained: read again."""
-        self._backed_up = False
-        if self._stall_timer is not None:
-            if self._stall_timer.active():
-                self._stall_timer.cancel()
-            self._stall_timer = None
-        self._resume("output")
+        self._flow.output_drained()
 
     def stopProducing(self) -> None:
         """The transport is going away; nothing to do until C{connectionLost}."""
-
-    def _stalled(self) -> None:
-        self._stall_timer = None
-        self._breached("write_stall_timeout")
-        self._log.warn(
-            "Aborting connection from {peer}: its output stayed stalled for {stall}s",
-            peer=self.peer,
-            stall=self.limits.write_stall_timeout,
-        )
-        self.transport.abortConnection()  # type: ignore[union-attr]
 
     def clearLineBuffer(self) -> bytes:
         """Clear and return the unfinished line (LineReceiver's contract)."""
