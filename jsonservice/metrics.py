@@ -39,7 +39,7 @@ class PrometheusMetrics:
     C{CollectorRegistry} (so several can coexist, e.g. in tests).
 
     Request counts and latencies come through the
-    L{RequestObserver<jsonservice.protocol.RequestObserver>} interface;
+    L{RequestObserver<jsonservice.observers.RequestObserver>} interface;
     gauges and byte counts are read from the factories when scraped, so the
     hot path pays for nothing but the request observation.
     """

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hmac
 import time
-import typing
 from collections import deque
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Final
@@ -57,6 +56,7 @@ from .jsonrpc import (
     request,
 )
 from .limits import ORJSON_MAX_DEPTH, Limits
+from .observers import RequestObserver, outcome_of
 from .service import JSONService, internal_error
 
 if TYPE_CHECKING:
@@ -92,51 +92,6 @@ class _Running:
         self.reason: BaseException | None = None
         self.timer: IDelayedCall | None = None
         self.started = 0.0
-
-
-class RequestObserver(typing.Protocol):
-    """
-    What a factory's observers implement to watch requests (metrics,
-    request logs).  Installed with C{JSONFactoryBase.add_observer}; with
-    none installed a request costs nothing extra.
-    """
-
-    def request_done(self, proto: JSONProtocol, method: str, outcome: str, seconds: float) -> None:
-        """
-        One request or plain message finished.
-
-        @param method: the method name; C{"<message>"} for a plain message,
-            C{"<unknown>"} for a method that does not exist.
-        @param outcome: C{"ok"} or an L{OUTCOMES} value.
-        @param seconds: how long its handler ran.
-        """
-
-    def limit_breached(self, proto: JSONProtocol | None, limit: str) -> None:
-        """
-        A limit of L{Limits} (named by its field, or C{"auth"} /
-        C{"auth_timeout"}) was hit on C{proto} (L{None}: by the factory).
-        """
-
-
-#: The outcome label of each error code (for metrics and request logs).
-OUTCOMES: Final[dict[int, str]] = {
-    -32700: "parse_error",
-    -32600: "invalid_request",
-    -32601: "method_not_found",
-    -32602: "invalid_params",
-    -32603: "internal_error",
-    -32000: "timeout",
-    -32001: "busy",
-    -32002: "too_large",
-    -32003: "batch_too_large",
-    -32004: "unauthorized",
-    -32800: "cancelled",
-}
-
-
-def _outcome(error: BaseException) -> str:
-    code = getattr(error, "code", None)
-    return OUTCOMES.get(code, "error") if isinstance(code, int) else "error"
 
 
 _NO_PARAMS: Final[list[Any]] = []
@@ -648,7 +603,7 @@ class JSONProtocol(LineReceiver):
             result = service.dispatch(method, req.params, self, req.id)
         except RPCError as exc:
             if observers:
-                self._observe(method, _outcome(exc), started)
+                self._observe(method, outcome_of(exc), started)
             return None if req.id is NO_ID else error_reply(req.id, exc)  # type: ignore[arg-type]
         if isinstance(result, Deferred):
             key = req.id if req.id is not NO_ID and req.id not in self._running else object()
@@ -764,7 +719,7 @@ class JSONProtocol(LineReceiver):
             elif not result.check(RPCError):
                 result = Failure(internal_error(result, what))
             if self._observers and not result.check(_Dropped):
-                self._observe(what, _outcome(result.value), running.started)
+                self._observe(what, outcome_of(result.value), running.started)
             return result
         if self._observers:
             self._observe(what, "ok", running.started)
@@ -864,7 +819,7 @@ class JSONProtocol(LineReceiver):
             reply = service.handle_message(value, self)
         except RPCError as exc:
             if observers:
-                self._observe("<message>", _outcome(exc), started)
+                self._observe("<message>", outcome_of(exc), started)
             self._reply_in_order(dumps_line(error_reply(None, exc)))
             return
         if isinstance(reply, Deferred):

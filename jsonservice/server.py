@@ -17,6 +17,7 @@ from .codec import dumps_line
 from .errors import RequestCancelled, ServerBusy
 from .jsonrpc import error_reply
 from .limits import Limits
+from .observers import RequestLog
 from .protocol import JSONFactoryBase, JSONProtocol
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
     from .service import JSONService
 
-__all__ = ["JSONServerFactory", "JSONServerService", "RequestLog"]
+__all__ = ["JSONServerFactory", "JSONServerService"]
 
 #: Below this share of C{max_connections}, a server that hit the cap accepts again.
 RESUME_BELOW: Final = 0.95
@@ -187,33 +188,6 @@ class JSONServerFactory(JSONFactoryBase):
         self._abort_timer = None
         for proto in list(self.connections):
             proto.transport.abortConnection()  # type: ignore[union-attr]
-
-
-class RequestLog:
-    """
-    Logs every request at info level: a L{RequestObserver
-    <jsonservice.protocol.RequestObserver>} installed by C{log_requests=True}
-    (C{--log-requests}).
-    """
-
-    def __init__(self) -> None:
-        # An instance attribute: a Logger class attribute is a descriptor
-        # that would replace the namespace with "jsonservice.server.RequestLog".
-        self.log = Logger(namespace="jsonservice.requests", source=self)
-
-    def request_done(self, proto: JSONProtocol, method: str, outcome: str, seconds: float) -> None:
-        """Log one finished request."""
-        self.log.info(
-            "{peer} {method} {outcome} {ms:.3f}ms",
-            peer=proto.peer,
-            method=method,
-            outcome=outcome,
-            ms=seconds * 1000,
-        )
-
-    def limit_breached(self, proto: JSONProtocol | None, limit: str) -> None:
-        """Log one limit breach."""
-        self.log.info("{peer} hit limit {limit}", peer=proto.peer if proto else None, limit=limit)
 
 
 def _reactor() -> IReactorTime:

@@ -40,8 +40,9 @@ import jsonservice
 from jsonservice import CallContext, JSONServerFactory, JSONService, Unauthorized
 from jsonservice.errors import InvalidParams, MethodNotFound, RequestTimeout
 from jsonservice.logs import json_line, json_observer
-from jsonservice.protocol import AUTH_METHOD, OUTCOMES, ConnectionClosed, JSONProtocol
-from jsonservice.server import JSONServerService, RequestLog
+from jsonservice.observers import OUTCOMES, RequestLog
+from jsonservice.protocol import AUTH_METHOD, ConnectionClosed, JSONProtocol
+from jsonservice.server import JSONServerService
 from jsonservice.tap import Options, makeService, read_token
 from jsonservice.testing import MemoryServer, listen_loopback
 from tests.ops_helpers import WAIT, LineClient, kill, start_twistd, twistd_env, wait_for, wait_port
