@@ -231,14 +231,14 @@ class JSONProtocol(LineReceiver):
         if idle:
             self._idle_timer = self.clock.callLater(idle, self._check_idle)
         factory = getattr(self, "factory", None)
-        self._update_fast_path()
         if isinstance(factory, JSONFactoryBase):
             self._observers = tuple(factory.observers)
             if factory.auth_token is not None:
                 self._auth_token = factory.auth_token
                 self.authenticated = False
                 self._auth_timer = self.clock.callLater(self.limits.auth_timeout, self._auth_too_late)
-            self._update_fast_path()
+        self._update_fast_path()
+        if isinstance(factory, JSONFactoryBase):
             factory.connection_made(self)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:  # noqa: B008
