@@ -46,6 +46,8 @@ _STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _CLOSERS: Final = frozenset(b'}]"')
+#: Values that cannot hold a float (their encoding needs no NaN check).
+_NO_FLOATS: Final = frozenset({str, int, bool, type(None)})
 
 
 class EncodeError(ValueError):
@@ -286,7 +288,7 @@ def _dumps(value: Any, options: int, newline: bool) -> bytes:
             return _dumps_exact(value, newline)
         raise EncodeError(str(exc)) from None
     # orjson writes NaN and infinities as null; refuse rather than change them.
-    if b"null" in data and _has_non_finite(value):
+    if value.__class__ not in _NO_FLOATS and b"null" in data and _has_non_finite(value):
         raise EncodeError("NaN and infinities cannot be written as JSON")
     return data
 
@@ -311,7 +313,7 @@ def dumps_line(value: Any) -> bytes:
         data = orjson.dumps(value, option=_LINE_OPTIONS)
     except orjson.JSONEncodeError:
         return _dumps(value, _LINE_OPTIONS, True)
-    if b"null" in data and _has_non_finite(value):
+    if value.__class__ not in _NO_FLOATS and b"null" in data and _has_non_finite(value):
         raise EncodeError("NaN and infinities cannot be written as JSON")
     return data
 
