@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 from orjson import OPT_APPEND_NEWLINE, OPT_NON_STR_KEYS
 from orjson import dumps as _orjson_dumps
 from orjson import loads as _orjson_loads
-from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -35,7 +35,6 @@ from .errors import (
     MethodNotFound,
     ParseError,
     RequestCancelled,
-    RequestTimeout,
     RPCError,
     Unauthorized,
 )
@@ -57,6 +56,7 @@ from .jsonrpc import (
 )
 from .limits import ORJSON_MAX_DEPTH, Limits
 from .observers import RequestObserver, outcome_of
+from .running import Dropped, RunningHandlers
 from .service import JSONService, internal_error
 
 if TYPE_CHECKING:
@@ -75,23 +75,6 @@ UNTERMINATED_DELAY: Final = 0.05
 
 _DEFAULT_LIMITS: Final = Limits()
 _WAITING: Final = object()
-
-
-class _Dropped(Exception):
-    """A handler cancelled because its connection is gone: no reply."""
-
-
-class _Running:
-    """An incoming request or plain message whose handler has not finished."""
-
-    __slots__ = ("deferred", "key", "reason", "started", "timer")
-
-    def __init__(self, deferred: Deferred[Any], key: Any) -> None:
-        self.deferred = deferred
-        self.key = key
-        self.reason: BaseException | None = None
-        self.timer: IDelayedCall | None = None
-        self.started = 0.0
 
 
 _NO_PARAMS: Final[list[Any]] = []
@@ -171,7 +154,8 @@ class JSONProtocol(LineReceiver):
         self._calls = self._pending.calls
         self._plain_waiters = self._pending.plain
         # The peer's requests and plain messages still running here.
-        self._running: dict[Any, _Running] = {}
+        self._handlers = RunningHandlers(self)
+        self._running = self._handlers.table
         self._plain_slots: deque[list[Any]] = deque()
         self._flow = FlowControl(self)
         self._pauses = self._flow.reasons  # why reading is paused
@@ -269,9 +253,7 @@ class JSONProtocol(LineReceiver):
         ):
             if timer is not None and timer.active():
                 timer.cancel()
-        for running in list(self._running.values()):
-            running.reason = _Dropped()
-            running.deferred.cancel()
+        self._handlers.cancel_all(Dropped())
         self._pending.fail_all(str(reason.value))
         factory = getattr(self, "factory", None)
         if isinstance(factory, JSONFactoryBase):
@@ -437,7 +419,7 @@ class JSONProtocol(LineReceiver):
                 if result.__class__ is CoroutineType:
                     result = Deferred.fromCoroutine(result)
                 if isinstance(result, Deferred):
-                    self._track(result, id_ if id_ not in self._running else object(), method).addCallbacks(
+                    self._handlers.track(result, self._handlers.key_for(id_), method).addCallbacks(
                         self._result_reply, self._failure_reply, callbackArgs=(id_,), errbackArgs=(id_,)
                     ).addCallback(self._write_reply)
                     continue
@@ -611,8 +593,8 @@ class JSONProtocol(LineReceiver):
                 self._observe(method, outcome_of(exc), started)
             return None if req.id is NO_ID else error_reply(req.id, exc)  # type: ignore[arg-type]
         if isinstance(result, Deferred):
-            key = req.id if req.id is not NO_ID and req.id not in self._running else object()
-            return self._track(result, key, method, started).addCallbacks(
+            key = self._handlers.key_for(req.id)
+            return self._handlers.track(result, key, method, started).addCallbacks(
                 self._result_reply, self._failure_reply, callbackArgs=(req.id,), errbackArgs=(req.id,)
             )
         if observers:
@@ -682,69 +664,23 @@ class JSONProtocol(LineReceiver):
 
     @staticmethod
     def _failure_reply(failure: Failure, id: Any) -> dict[str, Any] | None:
-        if id is NO_ID or failure.check(_Dropped):
+        if id is NO_ID or failure.check(Dropped):
             return None
         return error_reply(id, failure.value)  # type: ignore[arg-type]
 
-    def _track(self, d: Deferred[Any], key: Any, what: str, started: float = 0.0) -> Deferred[Any]:
-        """
-        Watch a running handler: count it in flight (pausing the peer at
-        the cap), time it out, let it be cancelled; its failures come out
-        as L{RPCError} (or L{_Dropped}: send nothing).
-        """
-        running = _Running(d, key)
-        running.started = started
-        self._running[key] = running
-        limits = self.limits
-        if len(self._running) >= limits.max_in_flight and not self._calls:
-            # Not while this side awaits replies: its handlers may be
-            # waiting for them, and a paused connection never reads them.
-            self._flow.pause("in-flight")
-            self._breached("max_in_flight")
-        if limits.request_timeout:
-            running.timer = self.clock.callLater(limits.request_timeout, self._expire, running)
-        return d.addBoth(self._finished, running, what)
-
-    def _finished(self, result: Any, running: _Running, what: str) -> Any:
-        if self._running.get(running.key) is running:
-            del self._running[running.key]
-        timer = running.timer
-        if timer is not None and timer.active():
-            timer.cancel()
+    def _handler_finished(self) -> None:
+        """A handler finished: read again below the cap; close when drained."""
         if "in-flight" in self._pauses and len(self._running) < self.limits.max_in_flight:
             self._flow.resume("in-flight")
         if self.draining and not self._running and self._drain_call is None and not self._closed:
             # Close once the reply this result becomes has been written.
             self._drain_call = self.clock.callLater(0, self._close_if_drained)
-        if isinstance(result, Failure):
-            if running.reason is not None:
-                result = Failure(running.reason)
-            elif result.check(CancelledError):
-                result = Failure(RequestCancelled(data="the handler was cancelled"))
-            elif not result.check(RPCError):
-                result = Failure(internal_error(result, what))
-            if self._observers and not result.check(_Dropped):
-                self._observe(what, outcome_of(result.value), running.started)
-            return result
-        if self._observers:
-            self._observe(what, "ok", running.started)
-        return result
-
-    def _expire(self, running: _Running) -> None:
-        self._breached("request_timeout")
-        running.timer = None
-        running.reason = RequestTimeout(data={"request_timeout": self.limits.request_timeout})
-        running.deferred.cancel()
 
     def _cancel_requested(self, params: Any) -> None:
         """The peer sent C{$/cancelRequest}: cancel that handler (-32800)."""
         id_ = params.get("id") if isinstance(params, dict) else None
-        running = self._running.get(id_) if isinstance(id_, (str, int, float)) else None
-        if running is None:
+        if not self._handlers.cancel(id_, RequestCancelled(data="cancelled by the caller")):
             self._log.debug("Cancel request for {id!r}, which is not running", id=id_)
-            return
-        running.reason = RequestCancelled(data="cancelled by the caller")
-        running.deferred.cancel()
 
     def drain(self) -> None:
         """
@@ -767,11 +703,7 @@ class JSONProtocol(LineReceiver):
 
         @return: how many were cancelled.
         """
-        running = list(self._running.values())
-        for item in running:
-            item.reason = error
-            item.deferred.cancel()
-        return len(running)
+        return self._handlers.cancel_all(error)
 
     def _batch_received(self, batch: Batch) -> None:
         items = batch.items
@@ -830,7 +762,7 @@ class JSONProtocol(LineReceiver):
         if isinstance(reply, Deferred):
             slot = [_WAITING]
             self._plain_slots.append(slot)
-            self._track(reply, object(), "<message>", started).addCallbacks(
+            self._handlers.track(reply, object(), "<message>", started).addCallbacks(
                 self._plain_done, self._plain_failed, callbackArgs=(slot,), errbackArgs=(slot,)
             )
             return
@@ -854,7 +786,7 @@ class JSONProtocol(LineReceiver):
         self._flush_plain()
 
     def _plain_failed(self, failure: Failure, slot: list[Any]) -> None:
-        slot[0] = None if failure.check(_Dropped) else dumps_line(error_reply(None, failure.value))  # type: ignore[arg-type]
+        slot[0] = None if failure.check(Dropped) else dumps_line(error_reply(None, failure.value))  # type: ignore[arg-type]
         self._flush_plain()
 
     def _reply_in_order(self, data: bytes) -> None:
