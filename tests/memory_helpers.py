@@ -9,11 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.test.iosim import IOPump, connectedServerAndClient
 
+from jsonservice.jsonrpc import NO_ID
 from jsonservice.limits import Limits
 from jsonservice.protocol import JSONProtocol
 from jsonservice.service import JSONService
@@ -114,3 +116,27 @@ class CapturedLog:
 
     def with_key(self, key: str) -> list[dict[str, Any]]:
         return [event for event in self.events if key in event]
+
+
+def rpc(method: str, params: Any = None, id: Any = 1) -> bytes:
+    """One JSON-RPC request line (a notification when C{id} is L{NO_ID})."""
+    obj: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        obj["params"] = params
+    if id is not NO_ID:
+        obj["id"] = id
+    return orjson.dumps(obj) + b"\n"
+
+
+def when_lost(proto: JSONProtocol) -> Deferred[None]:
+    """A Deferred that fires once C{proto}'s C{connectionLost} has run."""
+    lost: Deferred[None] = Deferred()
+    original = proto.connectionLost
+
+    def connection_lost(*args: Any, **kwargs: Any) -> None:
+        original(*args, **kwargs)
+        if not lost.called:
+            lost.callback(None)
+
+    proto.connectionLost = connection_lost  # type: ignore[method-assign]
+    return lost

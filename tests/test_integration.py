@@ -33,6 +33,11 @@ from jsonservice import (
 )
 from jsonservice.demo import make_demo_service
 
+try:
+    from tests.memory_helpers import when_lost
+except ImportError:  # pragma: no cover - tests/ on sys.path (rootdir import mode)
+    from memory_helpers import when_lost
+
 #: The longest any single step may take before the test fails (not hangs).
 STEP = 5.0
 
@@ -45,20 +50,6 @@ def within(d: Deferred[Any], seconds: float = STEP) -> Deferred[Any]:
     from twisted.internet import reactor
 
     return d.addTimeout(seconds, reactor)
-
-
-def when_lost(proto: JSONProtocol) -> Deferred[None]:
-    """A Deferred that fires once C{proto}'s C{connectionLost} has run."""
-    lost: Deferred[None] = Deferred()
-    original = proto.connectionLost
-
-    def connection_lost(*args: Any, **kwargs: Any) -> None:
-        original(*args, **kwargs)
-        if not lost.called:
-            lost.callback(None)
-
-    proto.connectionLost = connection_lost  # type: ignore[method-assign]
-    return lost
 
 
 class Server:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import random
 from typing import Any
 
-import orjson
 import pytest
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
@@ -40,6 +39,7 @@ try:
         CountingTransport,
         connected_pair,
         parse_lines,
+        rpc,
         server_on_string_transport,
     )
 except ImportError:  # pragma: no cover - tests/ on sys.path (rootdir import mode)
@@ -48,18 +48,9 @@ except ImportError:  # pragma: no cover - tests/ on sys.path (rootdir import mod
         CountingTransport,
         connected_pair,
         parse_lines,
+        rpc,
         server_on_string_transport,
     )
-
-
-def rpc(method: str, params: Any = None, id: Any = 1) -> bytes:
-    """One JSON-RPC request line (a notification when C{id} is L{NO_ID})."""
-    obj: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-    if params is not None:
-        obj["params"] = params
-    if id is not NO_ID:
-        obj["id"] = id
-    return orjson.dumps(obj) + b"\n"
 
 
 def result(value: Any, id: Any) -> dict[str, Any]:

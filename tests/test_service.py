@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import orjson
 import pytest
 from twisted.internet.defer import Deferred, fail, succeed
 
@@ -25,19 +24,9 @@ from jsonservice import (
 from jsonservice.jsonrpc import NO_ID
 
 try:
-    from tests.memory_helpers import CapturedLog, connected_pair, server_on_string_transport
+    from tests.memory_helpers import CapturedLog, connected_pair, rpc, server_on_string_transport
 except ImportError:  # pragma: no cover - tests/ on sys.path (rootdir import mode)
-    from memory_helpers import CapturedLog, connected_pair, server_on_string_transport
-
-
-def rpc(method: str, params: Any = None, id: Any = 1) -> bytes:
-    """One JSON-RPC request line (a notification when C{id} is L{NO_ID})."""
-    obj: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-    if params is not None:
-        obj["params"] = params
-    if id is not NO_ID:
-        obj["id"] = id
-    return orjson.dumps(obj) + b"\n"
+    from memory_helpers import CapturedLog, connected_pair, rpc, server_on_string_transport
 
 
 def ask(service: JSONService, method: str, params: Any = None) -> dict[str, Any]:

@@ -22,6 +22,11 @@ from jsonservice import JSONProtocol, JSONServerFactory
 from jsonservice.demo import make_demo_service
 from jsonservice.tap import Options, makeService
 
+try:
+    from tests.memory_helpers import when_lost
+except ImportError:  # pragma: no cover - tests/ on sys.path (rootdir import mode)
+    from memory_helpers import when_lost
+
 pytest.importorskip("OpenSSL", reason="pyOpenSSL is not installed: pip install 'jsonservice[tls]'")
 pytest.importorskip(
     "service_identity", reason="service-identity is not installed: pip install 'jsonservice[tls]'"
@@ -84,20 +89,6 @@ def escape(path: Path) -> str:
 
 def within(d: Deferred[Any], reactor: Any, seconds: float = STEP) -> Deferred[Any]:
     return d.addTimeout(seconds, reactor)
-
-
-def when_lost(proto: JSONProtocol) -> Deferred[None]:
-    """A Deferred that fires once C{proto}'s C{connectionLost} has run."""
-    lost: Deferred[None] = Deferred()
-    original = proto.connectionLost
-
-    def connection_lost(*args: Any, **kwargs: Any) -> None:
-        original(*args, **kwargs)
-        if not lost.called:
-            lost.callback(None)
-
-    proto.connectionLost = connection_lost  # type: ignore[method-assign]
-    return lost
 
 
 class TLSServer:
