@@ -13,10 +13,14 @@ fallback decoder instead, which applies the same rules as orjson.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import enum
 import json
 import math
 import re
 import sys
+import uuid
 from typing import Any, Final
 
 import orjson
@@ -258,12 +262,31 @@ def _has_non_finite(value: Any) -> bool:
     return False
 
 
+def _like_orjson(obj: Any) -> Any:
+    """
+    The fallback encoder's C{default}: the types orjson writes natively
+    (dates and times, UUIDs, dataclasses, enums), written the same way, so a
+    value does not change form because a big integer sits next to it.
+    """
+    if isinstance(obj, (datetime.datetime, datetime.date, datetime.time)):
+        return obj.isoformat()
+    if isinstance(obj, uuid.UUID):
+        return str(obj)
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {field.name: getattr(obj, field.name) for field in dataclasses.fields(obj)}
+    raise TypeError(f"Type is not JSON serializable: {type(obj).__name__}")
+
+
 def _dumps_exact(value: Any, newline: bool) -> bytes:
     limit = sys.getrecursionlimit()
     try:
         # The C encoder recurses once per level; allow what loads allows.
         sys.setrecursionlimit(limit + 2 * ORJSON_MAX_DEPTH + 64)
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = json.dumps(
+            value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_like_orjson
+        )
     except (TypeError, ValueError) as exc:
         raise EncodeError(str(exc)) from None
     except RecursionError:

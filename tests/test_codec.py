@@ -1012,3 +1012,33 @@ def test_take_partial_empty() -> None:
     framer = Framer(100)
     assert framer.take_partial() == b""
     assert framer.feed(b"a\n") == [b"a"]
+
+
+def test_fallback_encoder_writes_orjson_types_like_orjson() -> None:
+    """A big integer sends a value to the exact encoder; its other parts keep their form."""
+    import dataclasses
+    import datetime
+    import enum
+    import uuid
+
+    class Colour(enum.Enum):
+        RED = "red"
+
+    @dataclasses.dataclass
+    class Point:
+        x: int
+        y: int
+
+    parts = [
+        datetime.date(2020, 1, 2),
+        datetime.datetime(2020, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc),
+        datetime.time(3, 4, 5),
+        uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        Colour.RED,
+        Point(1, 2),
+    ]
+    with_big = loads(dumps([2**70, *parts]))
+    assert with_big[0] == 2**70
+    assert with_big[1:] == loads(dumps(parts))  # orjson's own encoding of the same values
+    with pytest.raises(EncodeError, match="not JSON serializable"):
+        dumps([2**70, object()])
