@@ -10,20 +10,22 @@ protocol and learns of replies from it.
 
 from __future__ import annotations
 
+import typing
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.defer import Deferred, TimeoutError, fail
 from twisted.internet.error import ConnectionLost
 from twisted.logger import Logger
 
-from .jsonrpc import Id, Response
+from .codec import EncodeError, dumps_line
+from .jsonrpc import Id, Response, make_params, notification, request
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-__all__ = ["CANCEL_METHOD", "CallTimeout", "ConnectionClosed", "PendingCalls"]
+__all__ = ["CANCEL_METHOD", "CallTimeout", "Caller", "ConnectionClosed", "PendingCalls"]
 
 #: The notification that asks the peer to cancel one of its running
 #: handlers: C{{"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": ...}}}.
@@ -197,3 +199,126 @@ class PendingCalls:
                 waiter.deferred.errback(
                     ConnectionClosed(f"connection closed before the reply to {what}: {why}")
                 )
+
+
+class _Connection(typing.Protocol):
+    """What the L{Caller} methods use of the protocol they are mixed into."""
+
+    _pending: PendingCalls
+    _closed: bool
+    call_timeout: float
+    transport: Any
+    _log: Logger
+
+    def _write(self, data: bytes) -> None: ...
+
+    def _resume_for_call(self) -> None: ...
+
+    def request(
+        self, method: str, params: list[Any] | dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> Deferred[Any]: ...
+
+    def notify_params(self, method: str, params: list[Any] | dict[str, Any] | None = None) -> None: ...
+
+
+def _plain_line(message: Any) -> bytes:
+    if isinstance(message, list) or (isinstance(message, dict) and "jsonrpc" in message):
+        raise ValueError("a plain message is not an array nor an object with 'jsonrpc'; use call()")
+    return dumps_line(message)
+
+
+class Caller:
+    """
+    The calling side of a L{JSONProtocol<jsonservice.protocol.JSONProtocol>}:
+    calls, notifications and plain messages to the peer.  A mixin: the
+    protocol provides the connection, and L{PendingCalls} the bookkeeping.
+    """
+
+    def call(
+        self: _Connection, method: str, *args: Any, timeout: float | None = None, **kwargs: Any
+    ) -> Deferred[Any]:
+        """
+        Call the peer's method C{method} with positional C{args} or named
+        C{kwargs} (not both).
+
+        @param timeout: seconds to wait for the reply (default:
+            C{call_timeout}; 0: forever).  On expiry the peer is told to
+            cancel and the Deferred fails with L{CallTimeout}.
+        @return: a Deferred firing with the result, or failing with the
+            L{RPCError} the peer answered, L{ConnectionClosed}, or
+            L{CallTimeout}.  Cancelling it tells the peer to cancel too.
+        """
+        try:
+            params = make_params(args, kwargs)
+        except TypeError:
+            return fail()
+        return self.request(method, params, timeout=timeout)
+
+    def request(
+        self: _Connection,
+        method: str,
+        params: list[Any] | dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Deferred[Any]:
+        """
+        Like L{call}, with the params given as one list or dict (for a
+        named param called C{timeout}, say).
+        """
+        if self._closed or self.transport is None:
+            return fail(ConnectionClosed(f"not connected: cannot call {method!r}"))
+        id_ = self._pending.next_id()
+        try:
+            data = dumps_line(request(method, params, id_))
+        except EncodeError:
+            return fail()
+        waiter = self._pending.add_call(method, id_, self.call_timeout if timeout is None else timeout)
+        self._write(data)
+        self._resume_for_call()
+        return waiter.deferred
+
+    def notify(self: _Connection, method: str, *args: Any, **kwargs: Any) -> None:
+        """
+        Send the peer a notification: no reply, no way to know it arrived.
+        Dropped (and logged) when the connection is closed.
+        """
+        self.notify_params(method, make_params(args, kwargs))
+
+    def notify_params(
+        self: _Connection, method: str, params: list[Any] | dict[str, Any] | None = None
+    ) -> None:
+        """Like L{notify}, with the params given as one list or dict."""
+        if self._closed or self.transport is None:
+            self._log.info("Not connected: dropped notification {method!r}", method=method)
+            return
+        self._write(dumps_line(notification(method, params)))
+
+    def send(self: _Connection, message: Any, *, timeout: float | None = None) -> Deferred[Any]:
+        """
+        Send a plain JSON message and wait for the peer's plain reply
+        (replies are matched in order).
+
+        @param message: any JSON value but an array or an object with a
+            C{jsonrpc} member (those are JSON-RPC: use L{call}).
+        @return: a Deferred firing with the reply.
+        """
+        if self._closed or self.transport is None:
+            return fail(ConnectionClosed("not connected: cannot send"))
+        try:
+            data = _plain_line(message)
+        except (EncodeError, ValueError):
+            return fail()
+        waiter = self._pending.add_plain(self.call_timeout if timeout is None else timeout)
+        self._write(data)
+        return waiter.deferred
+
+    def write_message(self: _Connection, message: Any) -> None:
+        """
+        Send a plain JSON message that expects no reply.
+
+        @raise ValueError: C{message} has a JSON-RPC shape (see L{send}).
+        @raise EncodeError: C{message} is not JSON-serializable.
+        """
+        if self._closed or self.transport is None:
+            raise ConnectionClosed("not connected: cannot send")
+        self._write(_plain_line(message))

@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Any, Final
 from orjson import OPT_APPEND_NEWLINE, OPT_NON_STR_KEYS
 from orjson import dumps as _orjson_dumps
 from orjson import loads as _orjson_loads
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
-from .calls import CANCEL_METHOD, CallTimeout, ConnectionClosed, PendingCalls
+from .calls import CANCEL_METHOD, Caller, CallTimeout, ConnectionClosed, PendingCalls
 from .codec import EncodeError, Framer, LineTooLong, dumps, dumps_line, loads, loads_unterminated
 from .errors import (
     MessageTooLarge,
@@ -50,9 +50,6 @@ from .jsonrpc import (
     Response,
     classify,
     error_reply,
-    make_params,
-    notification,
-    request,
 )
 from .limits import ORJSON_MAX_DEPTH, Limits
 from .observers import RequestObserver, outcome_of
@@ -106,12 +103,13 @@ def _encode(reply: Any) -> bytes:
         return dumps(error_reply(reply.get("id"), error))
 
 
-class JSONProtocol(LineReceiver):
+class JSONProtocol(Caller, LineReceiver):
     """
     Newline-delimited JSON and JSON-RPC 2.0 on one stream, both directions.
 
     As a server it answers requests with its C{service}; as a client it
-    L{call}s, L{notify}s and L{send}s; a connection can do both at once.
+    L{call<Caller.call>}s, L{notify<Caller.notify>}s and
+    L{send<Caller.send>}s (see L{Caller}); a connection can do both at once.
     Build it with L{JSONServerFactory<jsonservice.server.JSONServerFactory>}
     or L{JSONClientFactory<jsonservice.client.JSONClientFactory>}, or
     directly.
@@ -162,7 +160,7 @@ class JSONProtocol(LineReceiver):
         self._idle_timer: IDelayedCall | None = None
         self._unterminated_timer: IDelayedCall | None = None
         self._last_active = 0.0
-        #: Default timeout for L{call} and L{send}, in seconds (0: none).
+        #: Default timeout for L{Caller.call} and L{Caller.send}, in seconds (0: none).
         self.call_timeout = limits.call_timeout
         #: Set by L{drain}: new requests are answered -32800.
         self.draining = False
@@ -803,99 +801,13 @@ class JSONProtocol(LineReceiver):
             if data:
                 self._write(data)
 
-    # -- this side calling the peer ---------------------------------------
-
-    def call(self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Deferred[Any]:
-        """
-        Call the peer's method C{method} with positional C{args} or named
-        C{kwargs} (not both).
-
-        @param timeout: seconds to wait for the reply (default:
-            C{call_timeout}; 0: forever).  On expiry the peer is told to
-            cancel and the Deferred fails with L{CallTimeout}.
-        @return: a Deferred firing with the result, or failing with the
-            L{RPCError} the peer answered, L{ConnectionClosed}, or
-            L{CallTimeout}.  Cancelling it tells the peer to cancel too.
-        """
-        try:
-            params = make_params(args, kwargs)
-        except TypeError:
-            return fail()
-        return self.request(method, params, timeout=timeout)
-
-    def request(
-        self, method: str, params: list[Any] | dict[str, Any] | None = None, *, timeout: float | None = None
-    ) -> Deferred[Any]:
-        """
-        Like L{call}, with the params given as one list or dict (for a
-        named param called C{timeout}, say).
-        """
-        if self._closed or self.transport is None:
-            return fail(ConnectionClosed(f"not connected: cannot call {method!r}"))
-        id_ = self._pending.next_id()
-        try:
-            data = dumps_line(request(method, params, id_))
-        except EncodeError:
-            return fail()
-        waiter = self._pending.add_call(method, id_, self.call_timeout if timeout is None else timeout)
-        self._write(data)
+    def _resume_for_call(self) -> None:
+        """This side made a call: a handler waiting for its reply needs it read."""
         if "in-flight" in self._pauses:
-            # A handler calling the peer back needs its reply read.
             self._flow.resume("in-flight")
-        return waiter.deferred
 
     def _cancel_at_peer(self, id_: Id) -> None:
         self.notify(CANCEL_METHOD, id=id_)
-
-    def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
-        """
-        Send the peer a notification: no reply, no way to know it arrived.
-        Dropped (and logged) when the connection is closed.
-        """
-        self.notify_params(method, make_params(args, kwargs))
-
-    def notify_params(self, method: str, params: list[Any] | dict[str, Any] | None = None) -> None:
-        """Like L{notify}, with the params given as one list or dict."""
-        if self._closed or self.transport is None:
-            self._log.info("Not connected: dropped notification {method!r}", method=method)
-            return
-        self._write(dumps_line(notification(method, params)))
-
-    def send(self, message: Any, *, timeout: float | None = None) -> Deferred[Any]:
-        """
-        Send a plain JSON message and wait for the peer's plain reply
-        (replies are matched in order).
-
-        @param message: any JSON value but an array or an object with a
-            C{jsonrpc} member (those are JSON-RPC: use L{call}).
-        @return: a Deferred firing with the reply.
-        """
-        if self._closed or self.transport is None:
-            return fail(ConnectionClosed("not connected: cannot send"))
-        try:
-            data = self._plain_line(message)
-        except (EncodeError, ValueError):
-            return fail()
-        waiter = self._pending.add_plain(self.call_timeout if timeout is None else timeout)
-        self._write(data)
-        return waiter.deferred
-
-    def write_message(self, message: Any) -> None:
-        """
-        Send a plain JSON message that expects no reply.
-
-        @raise ValueError: C{message} has a JSON-RPC shape (see L{send}).
-        @raise EncodeError: C{message} is not JSON-serializable.
-        """
-        if self._closed or self.transport is None:
-            raise ConnectionClosed("not connected: cannot send")
-        self._write(self._plain_line(message))
-
-    @staticmethod
-    def _plain_line(message: Any) -> bytes:
-        if isinstance(message, list) or (isinstance(message, dict) and "jsonrpc" in message):
-            raise ValueError("a plain message is not an array nor an object with 'jsonrpc'; use call()")
-        return dumps_line(message)
 
     # -- backpressure -----------------------------------------------------
 
