@@ -198,7 +198,7 @@ def loads(data: bytes, max_depth: int = ORJSON_MAX_DEPTH, *, check_big_int: bool
     @raise ParseError: not strict JSON, or nested deeper than C{max_depth};
         C{data} says what and where.
     """
-    if check_big_int and _LONG_RUN in data.translate(_DIGITS_ONLY):
+    if check_big_int and may_hold_big_int(data):
         return _loads_exact(data, max_depth)
     try:
         value = orjson.loads(data)
@@ -332,13 +332,7 @@ def dumps_line(value: Any) -> bytes:
     """
     Like L{dumps}, with the terminating C{\\n} appended.
     """
-    try:
-        data = orjson.dumps(value, option=_LINE_OPTIONS)
-    except orjson.JSONEncodeError:
-        return _dumps(value, _LINE_OPTIONS, True)
-    if value.__class__ not in _NO_FLOATS and b"null" in data and _has_non_finite(value):
-        raise EncodeError("NaN and infinities cannot be written as JSON")
-    return data
+    return _dumps(value, _LINE_OPTIONS, True)
 
 
 class Framer:
@@ -404,7 +398,7 @@ class Framer:
         """
         out = self._backlog
         self._backlog = []
-        big = bool(out) or _LONG_RUN in data.translate(_DIGITS_ONLY)
+        big = bool(out) or may_hold_big_int(data)
         if self._discarding:
             end = data.find(b"\n")
             if end < 0:
@@ -415,7 +409,7 @@ class Framer:
         parts = self._parts
         if parts and not big:
             # A digit run may straddle the boundary, or sit in earlier pieces.
-            big = self._parts_big or _LONG_RUN in (self._tail + data[:18]).translate(_DIGITS_ONLY)
+            big = self._parts_big or may_hold_big_int(self._tail + data[:18])
         self.may_hold_big_int = big
         if b"\n" not in data:
             if data:
@@ -435,7 +429,7 @@ class Framer:
         self._parts = [rest] if rest else []
         self._tail = rest[-18:]
         self._size = len(rest)
-        self._parts_big = big and _LONG_RUN in rest.translate(_DIGITS_ONLY)
+        self._parts_big = big and may_hold_big_int(rest)
         self._tried = self._next_try = 0
         limit = self.max_line_length
         if max(map(len, lines)) > limit:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 import time
 from collections import deque
+from collections.abc import Callable
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -84,23 +85,19 @@ _LINE_OPTIONS: Final = OPT_NON_STR_KEYS | OPT_APPEND_NEWLINE
 _JSON_TYPES: Final = frozenset({str, int, float, bool, type(None), list, dict})
 
 
-def _result_line(id_: Any, result: Any) -> bytes:
-    """The success reply line for request C{id_} (a bad result: -32603)."""
-    reply = {"jsonrpc": "2.0", "result": result, "id": id_}
-    try:
-        return dumps_line(reply)
-    except EncodeError:
-        return _encode(reply) + b"\n"
-
-
-def _encode(reply: Any) -> bytes:
+def _encode(reply: Any, encode: Callable[[Any], bytes] = dumps) -> bytes:
     """Encode one JSON-RPC reply; a result that is not JSON becomes -32603."""
     try:
-        return dumps(reply)
+        return encode(reply)
     except EncodeError as exc:
         error = internal_error(Failure(exc), f"reply to request {reply.get('id')!r}")
         error.data["reason"] = f"result is not JSON-serializable: {exc}"
-        return dumps(error_reply(reply.get("id"), error))
+        return encode(error_reply(reply.get("id"), error))
+
+
+def _reply_line(reply: Any) -> bytes:
+    """L{_encode}, as one line."""
+    return _encode(reply, dumps_line)
 
 
 class JSONProtocol(Caller, LineReceiver):
@@ -421,16 +418,17 @@ class JSONProtocol(Caller, LineReceiver):
                         self._result_reply, self._failure_reply, callbackArgs=(id_,), errbackArgs=(id_,)
                     ).addCallback(self._write_reply)
                     continue
+            reply = {"jsonrpc": "2.0", "result": result, "id": id_}
             try:
-                data = _orjson_dumps({"jsonrpc": "2.0", "result": result, "id": id_}, option=_LINE_OPTIONS)
+                data = _orjson_dumps(reply, option=_LINE_OPTIONS)
             except TypeError:
-                data = _result_line(id_, result)
+                data = _reply_line(reply)  # big integers, deep nesting, or -32603
             else:
                 # orjson writes NaN as null: a result that may hold a float
                 # and whose line holds a null goes through the codec's check.
                 kind = result.__class__
                 if (kind is float or kind is list or kind is dict) and b"null" in data:
-                    data = _result_line(id_, result)
+                    data = _reply_line(reply)
             append(data)
             fast_bytes += len(data)
         self.requests_received += served
@@ -520,7 +518,7 @@ class JSONProtocol(Caller, LineReceiver):
             if reply is None:
                 return
             if reply.__class__ is dict:
-                self._write(_encode(reply) + b"\n")
+                self._write(_reply_line(reply))
             else:
                 reply.addCallback(self._write_reply)
         elif kind is Response:
@@ -559,7 +557,7 @@ class JSONProtocol(Caller, LineReceiver):
 
     def _write_reply(self, reply: dict[str, Any] | None) -> None:
         if reply is not None:
-            self._write(_encode(reply) + b"\n")
+            self._write(_reply_line(reply))
 
     def _run(self, req: Request) -> Any:
         """
