@@ -144,13 +144,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     else:
         args.params = parse_params(args.args)
     if args.auth_token_file:
+        from twisted.python import usage
+
+        from .tap import read_token
+
         try:
-            with open(args.auth_token_file, encoding="utf-8") as file:
-                args.auth_token = file.read().strip()
-        except OSError as exc:
-            raise UsageError(f"--auth-token-file: {exc.strerror}: {args.auth_token_file}") from None
-        if not args.auth_token:
-            raise UsageError(f"--auth-token-file: {args.auth_token_file} is empty")
+            args.auth_token = read_token(args.auth_token_file).decode("utf-8")
+        except usage.UsageError as exc:
+            raise UsageError(str(exc)) from None
+        except UnicodeDecodeError:
+            raise UsageError(f"--auth-token-file: {args.auth_token_file} is not UTF-8") from None
     if getattr(args, "timeout", 1) <= 0:
         raise UsageError("--timeout must be positive")
     return args

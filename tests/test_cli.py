@@ -423,3 +423,15 @@ async def test_usage_errors_exit_64(reactor: Any) -> None:
     assert "usage: jsonservice" in nothing.err
     batch = await run_cli(reactor, "send", "[1, 2]")
     assert batch.code == 64, batch
+
+
+def test_auth_token_file_is_read_and_checked(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    assert parse_args(["call", "--auth-token-file", str(token), "ping"]).auth_token == "s3cret"
+    empty = tmp_path / "empty"
+    empty.write_text("  \n")
+    with pytest.raises(UsageError, match="is empty"):
+        parse_args(["call", "--auth-token-file", str(empty), "ping"])
+    with pytest.raises(UsageError, match="No such file"):
+        parse_args(["call", "--auth-token-file", str(tmp_path / "missing"), "ping"])
