@@ -30,7 +30,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
 from .calls import CANCEL_METHOD, Caller, CallTimeout, ConnectionClosed, PendingCalls
-from .codec import EncodeError, Framer, LineTooLong, dumps, dumps_line, loads, loads_unterminated
+from .codec import EncodeError, dumps, dumps_line, loads, loads_unterminated
 from .errors import (
     MessageTooLarge,
     MethodNotFound,
@@ -40,6 +40,7 @@ from .errors import (
     Unauthorized,
 )
 from .flow import FlowControl
+from .framing import Framer, LineTooLong
 from .jsonrpc import (
     NO_ID,
     Batch,

@@ -15,8 +15,6 @@ import pytest
 
 from jsonservice.codec import (
     EncodeError,
-    Framer,
-    LineTooLong,
     dumps,
     dumps_line,
     loads,
@@ -24,6 +22,7 @@ from jsonservice.codec import (
     may_hold_big_int,
 )
 from jsonservice.errors import ParseError, RPCError
+from jsonservice.framing import Framer, LineTooLong
 from jsonservice.limits import ORJSON_MAX_DEPTH
 
 BIG = b"12345678901234567890"  # 20 digits: more than 64 bits, forces the fallback decoder
@@ -105,8 +104,9 @@ def test_sans_io_modules_themselves_do_not_import_twisted() -> None:
         "pkg = types.ModuleType('jsonservice')\n"
         "pkg.__path__ = list(spec.submodule_search_locations)\n"
         "sys.modules['jsonservice'] = pkg\n"
-        "import jsonservice.codec, jsonservice.jsonrpc, jsonservice.errors, jsonservice.limits\n"
-        "assert jsonservice.codec.Framer\n"
+        "import jsonservice.codec, jsonservice.framing, jsonservice.jsonrpc\n"
+        "import jsonservice.errors, jsonservice.limits\n"
+        "assert jsonservice.framing.Framer\n"
         "bad = sorted(m for m in sys.modules if m == 'twisted' or m.startswith('twisted.'))\n"
         "print(repr(bad))\n"
         "sys.exit(1 if bad else 0)\n"

@@ -10,8 +10,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jsonservice.codec import Framer, LineTooLong, dumps, dumps_line, loads, loads_unterminated
+from jsonservice.codec import dumps, dumps_line, loads, loads_unterminated
 from jsonservice.errors import ParseError
+from jsonservice.framing import Framer, LineTooLong
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
