@@ -1,35 +1,32 @@
 """
-What one side of a connection waits for: its own calls (matched to
-responses by id) and plain messages (matched to plain replies in order),
-with their timeouts and cancellation.
+The calling side of a connection: L{Caller}, the C{call}, C{request},
+C{notify}, C{send} and C{write_message} methods of
+L{JSONProtocol<jsonservice.protocol.JSONProtocol>}, and the L{Waiter} of
+each call and plain message, with its Deferred, timeout and cancellation.
 
-L{PendingCalls} is owned by a L{JSONProtocol<jsonservice.protocol.JSONProtocol>},
-whose public C{call}, C{request}, C{send} use it; it writes through the
-protocol and learns of replies from it.
+The connection core keeps the table of waiters (matched to responses by
+id, and to plain replies in order) and resolves or rejects them.
 """
 
 from __future__ import annotations
 
 import typing
-from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, TimeoutError, fail
 from twisted.internet.error import ConnectionLost
 from twisted.logger import Logger
 
 from .codec import EncodeError, dumps_line
-from .jsonrpc import Id, Response, make_params, notification, request
+from .connection import CANCEL_METHOD
+from .jsonrpc import Id, make_params, notification, request
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-__all__ = ["CANCEL_METHOD", "CallTimeout", "Caller", "ConnectionClosed", "PendingCalls"]
+    from .connection import Connection
 
-#: The notification that asks the peer to cancel one of its running
-#: handlers: C{{"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": ...}}}.
-CANCEL_METHOD: Final = "$/cancelRequest"
+__all__ = ["CANCEL_METHOD", "CallTimeout", "Caller", "ConnectionClosed", "Waiter"]
 
 _log = Logger(namespace="jsonservice.protocol")
 
@@ -51,8 +48,8 @@ class CallTimeout(TimeoutError):
 
 class Waiter:
     """
-    One call (C{id} set) or plain message (C{id} L{None}) waiting for its
-    reply.
+    One call (C{method} set) or plain message (C{method} L{None}) waiting
+    for its reply: the connection core resolves or rejects it.
 
     @ivar deferred: fires with the reply; cancelling a call's tells the peer.
     @ivar timer: its timeout, if any.
@@ -60,7 +57,7 @@ class Waiter:
 
     __slots__ = ("deferred", "id", "method", "owner", "timer")
 
-    def __init__(self, owner: PendingCalls, method: str | None, id_: Id) -> None:
+    def __init__(self, owner: Any, method: str | None, id_: Id) -> None:
         self.owner = owner
         self.method = method
         self.id = id_
@@ -68,8 +65,44 @@ class Waiter:
         self.deferred: Deferred[Any] = Deferred(self._cancel if method is not None else None)
         self.timer: IDelayedCall | None = None
 
+    def start_timer(self, clock: IReactorTime, seconds: float) -> None:
+        """Time the wait out after C{seconds} (0: wait for ever)."""
+        if seconds:
+            self.timer = clock.callLater(seconds, self._timed_out, seconds)
+
+    def resolve(self, value: Any) -> None:
+        """The reply came."""
+        self.stop_timer()
+        if not self.deferred.called:
+            self.deferred.callback(value)
+
+    def reject(self, error: BaseException) -> None:
+        """The peer answered with an error (or the connection is gone)."""
+        self.stop_timer()
+        if not self.deferred.called:
+            self.deferred.errback(error)
+
+    def _forget(self) -> bool:
+        calls = self.owner._core.calls
+        if calls.get(self.id) is self:
+            del calls[self.id]
+            return True
+        return False
+
     def _cancel(self, deferred: Deferred[Any]) -> None:
-        self.owner.cancelled(self)
+        if self._forget():
+            self.stop_timer()
+            self.owner._cancel_at_peer(self.id)
+
+    def _timed_out(self, seconds: float) -> None:
+        self.timer = None
+        if self.method is None:
+            # A plain message: its place in the reply order stays, but
+            # whatever arrives for it is dropped.
+            self.reject(CallTimeout(f"no reply to a plain message within {seconds}s"))
+        elif self._forget():
+            self.owner._cancel_at_peer(self.id)
+            self.reject(CallTimeout(f"no reply to {self.method!r} within {seconds}s"))
 
     def stop_timer(self) -> None:
         """Cancel the timeout (the reply came, or the wait ended)."""
@@ -79,140 +112,19 @@ class Waiter:
         self.timer = None
 
 
-class PendingCalls:
-    """
-    The calls and plain messages this side waits on.
-
-    @ivar calls: the calls by id (the protocol's fast path reads it).
-    @ivar plain: the plain messages, oldest first.
-    """
-
-    def __init__(
-        self,
-        clock: Callable[[], IReactorTime],
-        cancel_at_peer: Callable[[Id], None],
-    ) -> None:
-        """
-        @param clock: returns the clock for timeouts.
-        @param cancel_at_peer: tells the peer to cancel call C{id} (a
-            C{$/cancelRequest}); called only while connected.
-        """
-        self._clock = clock
-        self._cancel_at_peer = cancel_at_peer
-        self._next_id = 1
-        self.calls: dict[Id, Waiter] = {}
-        self.plain: deque[Waiter] = deque()
-        self.closed = False
-
-    def __len__(self) -> int:
-        return len(self.calls) + len(self.plain)
-
-    def next_id(self) -> int:
-        """The id for the next call."""
-        id_ = self._next_id
-        self._next_id = id_ + 1
-        return id_
-
-    def add_call(self, method: str, id_: Id, timeout: float) -> Waiter:
-        """Wait for the response to call C{id_} (C{timeout} 0: forever)."""
-        waiter = Waiter(self, method, id_)
-        self.calls[id_] = waiter
-        self._start_timer(waiter, timeout)
-        return waiter
-
-    def add_plain(self, timeout: float) -> Waiter:
-        """Wait for the plain reply to a plain message (C{timeout} 0: forever)."""
-        waiter = Waiter(self, None, None)
-        self.plain.append(waiter)
-        self._start_timer(waiter, timeout)
-        return waiter
-
-    def _start_timer(self, waiter: Waiter, seconds: float) -> None:
-        if seconds:
-            waiter.timer = self._clock().callLater(seconds, self._timed_out, waiter, seconds)
-
-    def cancelled(self, waiter: Waiter) -> None:
-        """A call's Deferred was cancelled: forget it, tell the peer."""
-        if self.calls.get(waiter.id) is waiter:
-            del self.calls[waiter.id]
-            waiter.stop_timer()
-            if not self.closed:
-                self._cancel_at_peer(waiter.id)
-
-    def _timed_out(self, waiter: Waiter, seconds: float) -> None:
-        waiter.timer = None
-        if waiter.method is None:
-            # A plain message: its place in the reply order stays, but
-            # whatever arrives for it is dropped.
-            waiter.deferred.errback(CallTimeout(f"no reply to a plain message within {seconds}s"))
-            return
-        if self.calls.pop(waiter.id, None) is waiter:
-            if not self.closed:
-                self._cancel_at_peer(waiter.id)
-            waiter.deferred.errback(CallTimeout(f"no reply to {waiter.method!r} within {seconds}s"))
-
-    def response(self, response: Response) -> None:
-        """A response arrived: fire its call's Deferred (or log and drop it)."""
-        waiter = self.calls.pop(response.id, None)
-        if waiter is None and response.id is None and response.error is not None and self.plain:
-            # This side's calls never use id null: an error with id null
-            # answers the oldest plain message (no handler, handler failed,
-            # parse error...), which would otherwise wait forever.
-            waiter = self.plain.popleft()
-            if waiter.deferred.called:
-                return  # it timed out; its reply slot is consumed
-        if waiter is None:
-            if response.error is not None and response.id is None:
-                _log.warn("The peer reported an error: {error}", error=response.error)
-            else:
-                _log.info("Dropped a response to unknown id {id!r}", id=response.id)
-            return
-        waiter.stop_timer()
-        if response.error is None:
-            waiter.deferred.callback(response.result)
-        else:
-            waiter.deferred.errback(response.error)
-
-    def plain_reply(self, value: Any) -> bool:
-        """
-        A plain message arrived: if this side waits for a plain reply, it
-        is that (replies come in order); fire it and return L{True}.
-        """
-        if not self.plain:
-            return False
-        waiter = self.plain.popleft()
-        waiter.stop_timer()
-        if not waiter.deferred.called:
-            waiter.deferred.callback(value)
-        return True
-
-    def fail_all(self, why: str) -> None:
-        """The connection is gone: fail everything with L{ConnectionClosed}."""
-        self.closed = True
-        waiters = [*self.calls.values(), *self.plain]
-        self.calls.clear()
-        self.plain.clear()
-        for waiter in waiters:
-            waiter.stop_timer()
-            if not waiter.deferred.called:
-                what = f"call {waiter.method!r}" if waiter.method else "plain message"
-                waiter.deferred.errback(
-                    ConnectionClosed(f"connection closed before the reply to {what}: {why}")
-                )
-
-
 class _Connection(typing.Protocol):
     """What the L{Caller} methods use of the protocol they are mixed into."""
 
-    _pending: PendingCalls
+    _core: Connection
     _closed: bool
     call_timeout: float
     transport: Any
     _log: Logger
 
-    def _write(self, data: bytes) -> None: ...
+    @property
+    def clock(self) -> IReactorTime: ...
 
-    def _resume_for_call(self) -> None: ...
+    def _cancel_at_peer(self, id_: Id) -> None: ...
 
     def request(
         self, method: str, params: list[Any] | dict[str, Any] | None = None, *, timeout: float | None = None
@@ -231,7 +143,7 @@ class Caller:
     """
     The calling side of a L{JSONProtocol<jsonservice.protocol.JSONProtocol>}:
     calls, notifications and plain messages to the peer.  A mixin: the
-    protocol provides the connection, and L{PendingCalls} the bookkeeping.
+    protocol provides the connection, and its core the table of waiters.
     """
 
     def call(
@@ -267,14 +179,16 @@ class Caller:
         """
         if self._closed or self.transport is None:
             return fail(ConnectionClosed(f"not connected: cannot call {method!r}"))
-        id_ = self._pending.next_id()
+        core = self._core
+        id_ = core.next_id()
         try:
             data = dumps_line(request(method, params, id_))
         except EncodeError:
             return fail()
-        waiter = self._pending.add_call(method, id_, self.call_timeout if timeout is None else timeout)
-        self._write(data)
-        self._resume_for_call()
+        waiter = Waiter(self, method, id_)
+        core.calls[id_] = waiter
+        waiter.start_timer(self.clock, self.call_timeout if timeout is None else timeout)
+        core.write(data)
         return waiter.deferred
 
     def notify(self: _Connection, method: str, *args: Any, **kwargs: Any) -> None:
@@ -291,7 +205,7 @@ class Caller:
         if self._closed or self.transport is None:
             self._log.info("Not connected: dropped notification {method!r}", method=method)
             return
-        self._write(dumps_line(notification(method, params)))
+        self._core.write(dumps_line(notification(method, params)))
 
     def send(self: _Connection, message: Any, *, timeout: float | None = None) -> Deferred[Any]:
         """
@@ -308,8 +222,10 @@ class Caller:
             data = _plain_line(message)
         except (EncodeError, ValueError):
             return fail()
-        waiter = self._pending.add_plain(self.call_timeout if timeout is None else timeout)
-        self._write(data)
+        waiter = Waiter(self, None, None)
+        self._core.plain_waiters.append(waiter)
+        waiter.start_timer(self.clock, self.call_timeout if timeout is None else timeout)
+        self._core.write(data)
         return waiter.deferred
 
     def write_message(self: _Connection, message: Any) -> None:
@@ -321,4 +237,4 @@ class Caller:
         """
         if self._closed or self.transport is None:
             raise ConnectionClosed("not connected: cannot send")
-        self._write(_plain_line(message))
+        self._core.write(_plain_line(message))

@@ -17,8 +17,9 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
+from .factory import JSONFactoryBase
 from .limits import Limits
-from .protocol import AUTH_METHOD, CallTimeout, JSONFactoryBase, JSONProtocol
+from .protocol import AUTH_METHOD, CallTimeout, JSONProtocol
 
 if TYPE_CHECKING:
     from collections.abc import Callable

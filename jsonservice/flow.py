@@ -1,13 +1,14 @@
 """
-Backpressure for one connection: why its reading is paused, and the watch
-on its unsent output.
+Output backpressure for one connection: a push producer registered with the
+transport, separate from the protocol (whose C{pauseProducing} keeps
+LineReceiver's meaning: stop delivering lines).
 
-Reading pauses for any of several reasons at once (too many requests in
-flight, output piling up because the peer does not read) and resumes only
-when none is left.  The output watch uses Twisted's producer machinery:
-the connection registers with its transport as a streaming producer, and
-past the transport's high-water mark compares the unsent bytes with
-C{max_unsent} itself.
+Past the transport's high-water mark the watch compares the unsent bytes
+with C{max_unsent}; over it, the connection core starts no more requests
+until the output drains, and a connection whose output stays stalled past
+the write-stall timeout is aborted.  The watch also makes sure a close
+requested while it was paused completes (Twisted's C{doWrite} resumes a
+paused producer I{instead of} finishing a pending C{loseConnection}).
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.interfaces import IPushProducer, ISSLTransport
 from twisted.logger import Logger
+from zope.interface import implementer
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall
 
     from .protocol import JSONProtocol
 
-__all__ = ["FlowControl", "unsent_bytes"]
+__all__ = ["OutputWatch", "unsent_bytes"]
 
 _log = Logger(namespace="jsonservice.protocol")
 
@@ -39,23 +41,23 @@ def unsent_bytes(transport: Any) -> int | None:
         return None
 
 
-class FlowControl:
+@implementer(IPushProducer)
+class OutputWatch:
     """
-    The pause state of one L{JSONProtocol}'s reading.
+    The producer one L{JSONProtocol} registers with its transport.
 
-    @ivar reasons: why reading is paused now (C{"in-flight"}, C{"output"});
-        empty while reading.
+    @ivar backed_up: the transport said its output passed its high-water mark.
     """
 
     def __init__(self, proto: JSONProtocol) -> None:
         self._proto = proto
-        self.reasons: set[str] = set()
         self._watched: Any = None
-        self._backed_up = False
+        self.backed_up = False
+        self._holding = False
         self._stall_timer: IDelayedCall | None = None
 
-    def watch_output(self) -> None:
-        """Register the connection as its transport's streaming producer."""
+    def register(self) -> None:
+        """Register with the transport (the TCP one under TLS)."""
         proto = self._proto
         transport: Any = proto.transport
         if ISSLTransport.providedBy(transport) and hasattr(transport, "transport"):
@@ -66,62 +68,64 @@ class FlowControl:
         if hasattr(transport, "bufferSize"):
             # The transport pauses its producer once bufferSize bytes are
             # unsent.  Only ever lower it: a TCP connection also recv()s that
-            # many bytes per read, and a 4 MiB read buffer makes every read
-            # slow.  Past it, check_output compares with max_unsent itself.
+            # many bytes per read.  Past it, check() compares with max_unsent.
             transport.bufferSize = min(transport.bufferSize, proto.limits.max_unsent)
         self._watched = transport
         with contextlib.suppress(RuntimeError):  # another producer is registered already
-            transport.registerProducer(proto, True)
+            transport.registerProducer(self, True)
 
-    def pause(self, reason: str) -> None:
-        """Stop reading (if not stopped already) for C{reason}."""
-        if not self.reasons:
-            proto = self._proto
-            proto.paused = True
-            if proto.transport is not None:
-                proto.transport.pauseProducing()  # type: ignore[attr-defined]
-        self.reasons.add(reason)
+    def unregister(self) -> None:
+        """Let go of the transport (before closing it, so the close completes)."""
+        watched, self._watched = self._watched, None
+        if watched is not None and getattr(watched, "producer", self) is self:
+            watched.unregisterProducer()
+        self._stop_timer()
 
-    def resume(self, reason: str) -> None:
-        """C{reason} is gone: read again if it was the last one."""
-        self.reasons.discard(reason)
-        proto = self._proto
-        if self.reasons or proto.transport is None or proto._closed:
-            return
-        proto.paused = False
-        proto.transport.resumeProducing()  # type: ignore[attr-defined]
-        proto._read_buffered()
+    @property
+    def unsent(self) -> int:
+        """Bytes written and not yet sent (0 when the transport cannot tell)."""
+        return unsent_bytes(self._watched) or 0
 
-    def output_backed_up(self) -> None:
-        """The transport says its output passed its high-water mark."""
-        self._backed_up = True
-        self.check_output()
+    def pauseProducing(self) -> None:
+        """The transport's output passed its high-water mark."""
+        self.backed_up = True
+        self.check()
 
-    def check_output(self) -> None:
-        """
-        While output is backed up: past C{max_unsent} unsent bytes, stop
-        reading and start the write-stall timer.
-        """
-        if not self._backed_up or "output" in self.reasons:
+    def check(self) -> None:
+        """While backed up: past C{max_unsent} unsent bytes, hold the core and time the stall."""
+        if not self.backed_up or self._holding:
             return
         proto = self._proto
         unsent = unsent_bytes(self._watched)
         if unsent is not None and unsent <= proto.limits.max_unsent:
             return
-        self.pause("output")
+        self._holding = True
+        proto._core.hold("output")
         proto._breached("max_unsent")
         stall = proto.limits.write_stall_timeout
         if stall and self._stall_timer is None and not proto._closed:
             self._stall_timer = proto.clock.callLater(stall, self._stalled)
 
-    def output_drained(self) -> None:
-        """The transport's output drained: read again."""
-        self._backed_up = False
-        self.stop()
-        self.resume("output")
+    def resumeProducing(self) -> None:
+        """The transport's output drained: start requests again."""
+        watched = self._watched
+        if watched is not None and getattr(watched, "disconnecting", False):
+            # Closing: step aside so the next doWrite finishes the close.
+            self.unregister()
+            with contextlib.suppress(AttributeError):
+                watched.startWriting()
+            return
+        self.backed_up = False
+        self._stop_timer()
+        if self._holding:
+            self._holding = False
+            self._proto._core.release("output")
 
-    def stop(self) -> None:
-        """Cancel the write-stall timer."""
+    def stopProducing(self) -> None:
+        """The transport is going away; the protocol's C{connectionLost} cleans up."""
+        self._stop_timer()
+
+    def _stop_timer(self) -> None:
         if self._stall_timer is not None and self._stall_timer.active():
             self._stall_timer.cancel()
         self._stall_timer = None

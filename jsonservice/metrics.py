@@ -23,7 +23,8 @@ from twisted.web.resource import Resource
 if TYPE_CHECKING:
     from twisted.web.server import Request
 
-    from .protocol import JSONFactoryBase, JSONProtocol
+    from .factory import JSONFactoryBase
+    from .protocol import JSONProtocol
 
 __all__ = ["MetricsPage", "PrometheusMetrics"]
 

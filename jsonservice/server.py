@@ -15,10 +15,11 @@ from twisted.logger import Logger
 
 from .codec import dumps_line
 from .errors import RequestCancelled, ServerBusy
+from .factory import JSONFactoryBase
 from .jsonrpc import error_reply
 from .limits import Limits
 from .observers import RequestLog
-from .protocol import JSONFactoryBase, JSONProtocol
+from .protocol import JSONProtocol
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime

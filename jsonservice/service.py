@@ -27,9 +27,15 @@ if TYPE_CHECKING:
 
     from .protocol import JSONProtocol
 
-__all__ = ["CallContext", "Handler", "JSONService", "internal_error"]
+__all__ = ["CallContext", "Handler", "JSONService", "Responder", "internal_error"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: A handler wrapped for the connection core: C{respond(params, id, owner)}
+#: checks C{params} (raising L{InvalidParams}), calls the handler (with a
+#: L{CallContext} built from C{owner}, the connection, when it asked for
+#: one) and returns its value or a L{Deferred}.
+Responder = Callable[[Any, Any, Any], Any]
 
 _log = Logger(namespace="jsonservice")
 
@@ -102,6 +108,7 @@ class Handler:
         "max_positional",
         "min_positional",
         "name",
+        "respond",
     )
 
     def __init__(self, name: str | None, func: Callable[..., Any], context: bool) -> None:
@@ -135,6 +142,48 @@ class Handler:
         self._quick_named = all(
             p.default is not kinds.empty for p in positional if p.kind is kinds.POSITIONAL_ONLY
         )
+        #: The handler wrapped once for the connection core (see L{responder}).
+        self.respond: Responder = self._responder()
+
+    def _responder(self) -> Responder:
+        """
+        Wrap the handler once: check params, add the context, call, and
+        turn a coroutine into a L{Deferred}.  The common shape (positional
+        params whose count is all there is to check, no context) gets the
+        shortest closure; everything else goes through L{check}.
+        """
+        func, check, name = self.func, self.check, self.name
+        lo, hi = self.min_positional, self.max_positional
+        is_async = self.is_async
+
+        if self.fast and not is_async:
+
+            def respond(params: Any, id_: Any, owner: Any) -> Any:
+                if params.__class__ is list and lo <= len(params) <= hi:
+                    return func(*params)
+                check(params)
+                if params is None:
+                    return func()
+                return func(**params) if params.__class__ is dict else func(*params)
+
+            return respond
+
+        context = self.context
+
+        def respond_general(params: Any, id_: Any, owner: Any) -> Any:
+            check(params)
+            args: tuple[Any, ...] = (CallContext(owner, id_, name),) if context else ()
+            if params is None:
+                result = func(*args)
+            elif params.__class__ is dict:
+                result = func(*args, **params)
+            else:
+                result = func(*args, *params)
+            if is_async or result.__class__ is CoroutineType:
+                return Deferred.fromCoroutine(result)
+            return result
+
+        return respond_general
 
     def check(self, params: list[Any] | dict[str, Any] | None) -> None:
         """
@@ -204,26 +253,14 @@ class JSONService:
         self.version = version
         self._methods: dict[str, Handler] = {}
         self._message_handler: Handler | None = None
-        self._fast: dict[str, tuple[Callable[..., Any], int, int]] | None = None
-        self._builtins: dict[str, Handler] = {
+        builtins = {
             "rpc.ping": Handler("rpc.ping", _ping, False),
             "rpc.discover": Handler("rpc.discover", self.discover, False),
         }
-
-    def fast_table(self) -> dict[str, tuple[Callable[..., Any], int, int]]:
-        """
-        The methods whose params need only a count check, as
-        C{{name: (func, fewest, most positional params)}}: what the
-        protocol's fast path calls directly.  Rebuilt after a registration.
-        """
-        table = self._fast
-        if table is None:
-            table = self._fast = {
-                name: (handler.func, handler.min_positional, handler.max_positional)
-                for name, handler in self._methods.items()
-                if handler.fast
-            }
-        return table
+        #: Every method's responder by name, built-ins included: the table
+        #: the connection core looks methods up in.  Registration updates
+        #: it in place, so open connections see new and replaced methods.
+        self.responders: dict[str, Responder] = {name: h.respond for name, h in builtins.items()}
 
     def discover(self) -> dict[str, Any]:
         """
@@ -270,8 +307,9 @@ class JSONService:
             raise ValueError(f"a method name is a non-empty string, not {name!r}")
         if name.startswith(("rpc.", "$/")):
             raise ValueError(f"method names starting with 'rpc.' or '$/' are reserved: {name!r}")
-        self._methods[name] = Handler(name, func, context)
-        self._fast = None
+        handler = Handler(name, func, context)
+        self._methods[name] = handler
+        self.responders[name] = handler.respond
 
     @overload
     def message(self, func: F, /) -> F: ...
@@ -306,6 +344,21 @@ class JSONService:
         """The plain-message handler, if one is registered."""
         return self._message_handler
 
+    @property
+    def message_responder(self) -> Responder | None:
+        """The plain-message handler's responder (for the connection core)."""
+        handler = self._message_handler
+        return handler.respond if handler is not None else None
+
+    def remove_method(self, name: str) -> None:
+        """
+        Unregister method C{name}; open connections answer it -32601 from now on.
+
+        @raise KeyError: no method of that name is registered.
+        """
+        del self._methods[name]
+        del self.responders[name]
+
     def __contains__(self, name: object) -> bool:
         return name in self._methods
 
@@ -331,11 +384,10 @@ class JSONService:
             the handler raised; any other exception becomes an
             L{InternalError} (logged).
         """
-        handler = self._methods.get(method) or self._builtins.get(method)
-        if handler is None:
-            raise MethodNotFound(data=f"no method named {method!r}")
-        handler.check(params)
-        return _invoke(handler, params, protocol, request_id, method)
+        respond = self.responders.get(method)
+        if respond is None:
+            raise MethodNotFound(data=f"no method named {method!r}"[:200])
+        return _invoke(respond, params, protocol, request_id, method)
 
     def handle_message(self, message: Any, protocol: JSONProtocol | None = None) -> Any:
         """
@@ -347,7 +399,7 @@ class JSONService:
         handler = self._message_handler
         if handler is None:
             raise InvalidRequest(data="this service takes JSON-RPC 2.0 only, not plain messages")
-        return _invoke(handler, [message], protocol, None, None)
+        return _invoke(handler.respond, [message], protocol, None, None)
 
 
 def _ping() -> str:
@@ -355,29 +407,11 @@ def _ping() -> str:
     return "pong"
 
 
-def _invoke(
-    handler: Handler,
-    params: list[Any] | dict[str, Any] | None,
-    protocol: JSONProtocol | None,
-    request_id: Any,
-    method: str | None,
-) -> Any:
-    func = handler.func
+def _invoke(respond: Responder, params: Any, protocol: Any, request_id: Any, method: str | None) -> Any:
+    """Call a responder outside a connection, mapping exceptions as the core does."""
     try:
-        if handler.context:
-            ctx = CallContext(protocol, request_id, method)  # type: ignore[arg-type]
-            if type(params) is dict:
-                result = func(ctx, **params)
-            else:
-                result = func(ctx, *params) if params else func(ctx)
-        elif type(params) is dict:
-            result = func(**params)
-        else:
-            result = func(*params) if params else func()
+        return respond(params, request_id, protocol)
     except RPCError:
         raise
     except Exception:
         raise internal_error(Failure(), method or "message handler") from None
-    if type(result) is CoroutineType:
-        return Deferred.fromCoroutine(result)
-    return result

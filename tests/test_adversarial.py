@@ -335,7 +335,7 @@ def test_64_mib_line_without_newline_is_bounded_and_resyncs() -> None:
     assert limit == MiB
     chunk = b"a" * (64 * 1024)
     head = b'{"jsonrpc":"2.0","method":"echo","params":["'
-    framer = wire.proto._framer
+    framer = wire.proto._core.framer
     wire.feed(BEFORE)
     assert wire.replies() == [good_result("before")]
     tracemalloc.start()
@@ -783,7 +783,7 @@ async def test_slowloris_does_not_starve_a_normal_client(reactor: Any) -> None:
         # Wait until the server has read every partial line.
         for _ in range(200):
             if len(factory.connections) == SLOW_CLIENTS and all(
-                p._framer.buffered == len(PARTIAL) for p in factory.connections
+                p._core.framer.buffered == len(PARTIAL) for p in factory.connections
             ):
                 break
             await deferLater(reactor, 0.01, lambda: None)

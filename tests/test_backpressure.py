@@ -311,13 +311,12 @@ async def test_flooding_client_that_never_reads_keeps_memory_bounded(reactor: An
         while not flood.called:
             await deferLater(reactor, 0.01, lambda: None)
             for proto in factory.connections:
-                framer = proto._framer
-                backlog = framer.buffered + sum(len(x) for x in framer._backlog if isinstance(x, bytes))
+                backlog = proto._core.framer.buffered + proto._core._queue_bytes
                 t: Any = proto.transport
                 unsent = len(t.dataBuffer) - t.offset + t._tempDataLen
                 most_backlog = max(most_backlog, backlog)
                 most_unsent = max(most_unsent, unsent)
-                paused_seen += "output" in proto._pauses
+                paused_seen += "output" in proto._core.holds
                 samples += 1
         sock, sent, rest, full = await flood
         assert samples > 20

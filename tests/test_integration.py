@@ -339,7 +339,9 @@ async def test_disconnect_fails_pending_calls_and_cancels_handlers(reactor: Any)
         proto.transport.loseConnection()
         with pytest.raises(ConnectionClosed):
             await within(pending)
-        assert await within(cancelled) == "cancelled"
+        # A FIN may be a half-close (IHalfCloseableProtocol): the server does
+        # not cancel what it was asked; its reply will find the peer gone.
+        assert not cancelled.called
 
     await serving(reactor, service, body)
 

@@ -31,7 +31,7 @@ from jsonservice import (
     RPCError,
 )
 from jsonservice.jsonrpc import NO_ID
-from jsonservice.protocol import CANCEL_METHOD, UNTERMINATED_DELAY, JSONProtocol
+from jsonservice.protocol import CANCEL_METHOD, JSONProtocol
 
 try:
     from tests.memory_helpers import (
@@ -509,29 +509,29 @@ class TestUnterminated:
         proto.dataReceived(b'hn"}')
         assert transport.take() == [{"reply_to": {"name": "John"}}]
 
-    def test_long_unterminated_value_answered_once_quiet(self, ctl: Controlled) -> None:
+    def test_long_unterminated_value_answered_when_complete(self, ctl: Controlled) -> None:
         proto, transport, clock = server_on_string_transport(ctl.service)
         n = 300
         chunks = [b'{"v": [[0]'] + [b",[%d]" % i for i in range(1, n)] + [b"]}"]
-        for chunk in chunks:
+        for chunk in chunks[:-1]:
             proto.dataReceived(chunk)
-        # Re-parsing the growing buffer on every chunk would be quadratic:
-        # the last attempt is deferred until the peer has gone quiet.
-        assert transport.value() == b""
-        clock.advance(UNTERMINATED_DELAY)
+            # Each chunk ends like a complete value, but the framer's
+            # structural scan knows it is not: nothing is parsed early.
+            assert transport.value() == b""
+        proto.dataReceived(chunks[-1])
         assert transport.take() == [{"reply_to": {"v": [[i] for i in range(n)]}}]
         assert len(ctl.messages) == 1
         # Nothing more happens later.
         clock.advance(10)
         assert transport.value() == b""
 
-    def test_more_data_before_quiet_delay_still_one_reply(self, ctl: Controlled) -> None:
+    def test_unterminated_value_in_pieces_one_reply(self, ctl: Controlled) -> None:
         proto, transport, clock = server_on_string_transport(ctl.service)
         proto.dataReceived(b'{"v": [1]')
         proto.dataReceived(b', "w": [2]')
-        clock.advance(UNTERMINATED_DELAY / 2)
+        clock.advance(1)
+        assert transport.value() == b""
         proto.dataReceived(b"}")
-        clock.advance(UNTERMINATED_DELAY)
         assert transport.take() == [{"reply_to": {"v": [1], "w": [2]}}]
 
     def test_invalid_unterminated_value_is_parse_error(self, ctl: Controlled) -> None:
@@ -750,13 +750,14 @@ class TestBackpressure:
 
         ds = [pair.client.call("later_relay", i) for i in range(4)]
         pair.flush()
-        assert pair.server.paused
+        # At the cap: no new handler starts, but responses are still read.
+        assert "in-flight" in pair.server._core.holds
         assert pair.server.in_flight == 2
         gate.callback(None)
         pair.flush()
         assert [outcome(d) for d in ds] == [0, 2, 4, 6]
         assert pair.server.in_flight == 0
-        assert not pair.server.paused
+        assert not pair.server._core.holds
 
     def test_sync_requests_do_not_count(self, ctl: Controlled) -> None:
         proto, transport, _ = server_on_string_transport(ctl.service, max_in_flight=1)
@@ -766,18 +767,18 @@ class TestBackpressure:
 
     def test_output_backpressure_pauses_reading(self, ctl: Controlled) -> None:
         proto, transport, clock = server_on_string_transport(ctl.service, write_stall_timeout=30)
-        proto.pauseProducing()  # the transport's buffer is full
+        proto._watch.pauseProducing()  # the transport's buffer is full
         assert transport.producerState == "paused"
         proto.dataReceived(rpc("echo", [1], id=1))
         assert transport.value() == b""
-        proto.resumeProducing()
+        proto._watch.resumeProducing()
         assert transport.take() == [result(1, 1)]
         clock.advance(60)
         assert not transport.disconnecting
 
     def test_write_stall_aborts(self, ctl: Controlled) -> None:
         proto, transport, clock = server_on_string_transport(ctl.service, write_stall_timeout=30)
-        proto.pauseProducing()
+        proto._watch.pauseProducing()
         clock.advance(30)
         assert transport.disconnecting
 
@@ -1104,7 +1105,7 @@ class TestClientSide:
             pair.client.dataReceived(b'{"jsonrpc":"2.0","result":1,"id":999}\n')
             pair.client.dataReceived(b'{"jsonrpc":"2.0","error":{"code":-1,"message":"x"},"id":"zz"}\n')
         dropped = [e for e in log.events if "unknown id" in e.get("log_format", "")]
-        assert [e["id"] for e in dropped] == [999, "zz"]
+        assert [e["id"] for e in dropped] == ["999", "'zz'"]
         d = pair.client.call("echo", "fine")
         pair.flush()
         assert outcome(d) == "fine"
@@ -1272,15 +1273,19 @@ class TestClientSide:
         assert pair.clock.getDelayedCalls() == []
 
     def test_unterminated_reply_delivered_on_close(self) -> None:
-        client, _transport, clock = server_on_string_transport(None, idle_timeout=0)
+        client, _transport, _clock = server_on_string_transport(None, idle_timeout=0)
         d = client.send({"name": "John"})
-        # A classic server: answers without a newline, then closes.  The
-        # first chunk is tried and found incomplete, so the second is held
-        # back until the peer goes quiet - but the close comes first.
+        # A classic server: answers without a newline, then closes.
         client.dataReceived(b'{"a": [1, 2, 3]')
-        client.dataReceived(b', "b": 4}')
         assert not d.called
         client.connectionLost(Failure(ConnectionDone()))
+        assert outcome(d).check(ConnectionClosed)
+
+    def test_unterminated_reply_delivered_when_complete(self) -> None:
+        client, _transport, clock = server_on_string_transport(None, idle_timeout=0)
+        d = client.send({"name": "John"})
+        client.dataReceived(b'{"a": [1, 2, 3]')
+        client.dataReceived(b', "b": 4}')
         assert outcome(d) == {"a": [1, 2, 3], "b": 4}
         assert clock.getDelayedCalls() == []
 

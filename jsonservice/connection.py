@@ -1,0 +1,853 @@
+"""
+The connection core: one JSON / JSON-RPC 2.0 connection, sans-IO.
+
+L{Connection} takes bytes in (L{Connection.receive_data},
+L{Connection.receive_eof}) and the outcomes of handlers that finish later
+(L{Connection.complete}, L{Connection.fail}), and puts reply bytes out
+through its L{Host}.  It owns everything between: framing, classification,
+dispatch through the service's responder table, batches, the order of plain
+replies, this side's outstanding calls, the in-flight cap and the bytes it
+holds.  It never blocks, never imports Twisted and never looks at a clock
+(the host owns timers, Deferreds and the transport), so it is tested
+exhaustively on its own.
+
+There is one request path: every request, whether alone, in a batch, or
+gated by authentication or a drain, goes through L{Connection._respond},
+and every reply through L{Connection._result_line} or
+L{Connection._error_line}.
+"""
+
+from __future__ import annotations
+
+import time
+import typing
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final
+
+from .codec import EncodeError, dumps_line, loads
+from .errors import InvalidRequest, MessageTooLarge, MethodNotFound, ParseError, RequestCancelled, RPCError
+from .framing import Framer, LineTooLong
+from .jsonrpc import NO_ID, Batch, Invalid, Plain, Request, Response, classify, request_parts
+from .limits import Limits
+from .observers import outcome_of
+
+__all__ = ["CANCEL_METHOD", "Connection", "Host", "ServiceTable", "Task", "Waiter", "quote"]
+
+#: The notification that asks the peer to cancel one of its running
+#: handlers: C{{"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": ...}}}.
+CANCEL_METHOD: Final = "$/cancelRequest"
+
+#: Replies gathered while handling input are written early past this many bytes.
+FLUSH_AT: Final = 64 * 1024
+
+#: Results that are surely not pending (no need to ask the host).
+_JSON_TYPES: Final = frozenset({str, int, float, bool, type(None), list, dict})
+_WAITING: Final = object()
+Responder = Callable[[Any, Any, Any], Any]
+
+
+def quote(value: object, limit: int = 80) -> str:
+    """C{repr(value)} cut to C{limit} characters: for log lines that quote peer data."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 12]}...({len(text)} chars)"
+
+
+class ServiceTable(typing.Protocol):
+    """What the core needs of a L{JSONService<jsonservice.service.JSONService>}."""
+
+    #: Responders by method name (updated in place on registration).
+    responders: dict[str, Responder]
+
+    @property
+    def message_responder(self) -> Responder | None:
+        """The plain-message handler's responder, if any."""
+
+
+class Waiter(typing.Protocol):
+    """One of this side's calls or plain messages awaiting its reply."""
+
+    #: The method called (L{None}: a plain message).
+    method: str | None
+
+    def resolve(self, value: Any) -> None:
+        """The reply came: C{value}."""
+
+    def reject(self, error: BaseException) -> None:
+        """The peer answered with an error (or the connection is gone)."""
+
+
+class Host(typing.Protocol):
+    """What the core asks of the I/O layer around it (see L{protocol<jsonservice.protocol>})."""
+
+    def write(self, data: bytes) -> None:
+        """Send bytes to the peer."""
+
+    def pending(self, result: Any) -> Any:
+        """
+        If a handler's C{result} is not a value yet (a Deferred, a
+        coroutine), return what to wait on; else L{None}.
+        """
+
+    def start(self, task: Task, pending: Any) -> None:
+        """
+        Wait for C{pending} (from L{pending}), then call
+        L{Connection.complete} or L{Connection.fail} with C{task}.
+        """
+
+    def cancel(self, task: Task, error: RPCError | None) -> None:
+        """Cancel a running task; it fails with C{error} (L{None}: no reply)."""
+
+    def internal_error(self, error: BaseException, what: str) -> RPCError:
+        """Log an unexpected failure; return the -32603 error to send."""
+
+    def close(self) -> None:
+        """Close the connection once what was written is flushed."""
+
+    def reading(self, on: bool) -> None:
+        """Stop (C{False}) or resume (C{True}) reading from the peer."""
+
+    def breached(self, limit: str) -> None:
+        """A limit was hit (for metrics and logs)."""
+
+    def log(self, fmt: str, **fields: Any) -> None:
+        """Log an event (a C{twisted.logger} format; peer data in C{fields} already L{quote}d)."""
+
+    def warn(self, fmt: str, **fields: Any) -> None:
+        """Like L{log}, for what an operator should look at."""
+
+
+class Task:
+    """
+    One handler that did not finish at once.
+
+    @ivar id: the request id (L{NO_ID}: a notification; L{None} for a plain message).
+    @ivar method: the method name (L{None}: a plain message).
+    @ivar handle: the host's own record of it (a Deferred and a timer, say).
+    """
+
+    __slots__ = ("batch", "handle", "id", "index", "key", "method", "slot", "started")
+
+    def __init__(self, method: str | None, id_: Any, key: Any, started: float) -> None:
+        self.method = method
+        self.id = id_
+        self.key = key
+        self.started = started
+        self.handle: Any = None
+        self.batch: _Batch | None = None
+        self.index = 0
+        self.slot: list[Any] | None = None
+
+
+class _Batch:
+    """The replies of one batch, collected until every item has one."""
+
+    __slots__ = ("nbytes", "replies", "waiting")
+
+    def __init__(self, size: int) -> None:
+        self.replies: list[bytes | None] = [None] * size
+        self.waiting = size
+        self.nbytes = 0
+
+
+class Connection:
+    """
+    One connection's JSON and JSON-RPC 2.0 logic, both directions.
+
+    @ivar gate: when set, C{gate(method)} may put another responder in
+        front of every request and plain message (C{method} L{None}):
+        authentication and draining use it.  L{None}: no gate.
+    @ivar specials: responders for reserved methods the connection itself
+        answers (C{$/cancelRequest}, C{rpc.authenticate}); looked up only
+        when the service's table has no such method.
+    @ivar observe: when set, called as C{observe(method, outcome, seconds)}
+        for every finished request and plain message.
+    @ivar calls: this side's calls awaiting a response, by id.
+    @ivar plain_waiters: this side's plain messages awaiting a plain reply, oldest first.
+    @ivar requests_received: requests and plain messages handled.
+    """
+
+    def __init__(
+        self,
+        service: ServiceTable | None,
+        host: Host,
+        owner: Any = None,
+        limits: Limits | None = None,
+    ) -> None:
+        """
+        @param service: answers the peer (L{None}: this side serves nothing).
+        @param owner: passed to responders, which build a L{CallContext
+            <jsonservice.service.CallContext>} from it.
+        """
+        self.limits = limits = limits or Limits()
+        self._service = service
+        self._table: dict[str, Responder] = service.responders if service is not None else {}
+        self._host = host
+        self._owner = owner
+        self._framer = Framer(limits.max_line_length)
+        self._max_depth = limits.max_depth
+        self._flush_at = min(limits.max_unsent, FLUSH_AT)
+        self._read_ahead = max(limits.max_line_length, FLUSH_AT)
+        # Input: lines received but not yet handled (while held), and how
+        # many at the front were already searched for responses.
+        self._queue: list[bytes | LineTooLong] = []
+        self._queue_bytes = 0
+        self._peeked = 0
+        self._pumping = False
+        self._reading = True
+        self._holds: set[str] = set()
+        self._input_closed = False
+        self._close_after_write = False
+        self._finishing = False
+        self._closed = False
+        # Output gathered while handling input, written in one go.
+        self._out: list[bytes] | None = None
+        self._out_bytes = 0
+        # The peer's requests still running here, and replies held back.
+        self._running: dict[Any, Task] = {}
+        self._plain: deque[list[Any]] = deque()
+        self._queued_replies = 0
+        self._held_out = 0
+        self._batches = 0
+        # This side's calls.
+        self.calls: dict[Any, Waiter] = {}
+        self.plain_waiters: deque[Waiter] = deque()
+        self._next_id = 1
+        self.gate: Callable[[str | None], Responder | None] | None = None
+        self.specials: dict[str, Responder] = {CANCEL_METHOD: self._cancel_request}
+        self.observe: Callable[[str, str, float], None] | None = None
+        self.requests_received = 0
+        #: Where each line goes; a subclass of the host may route it through
+        #: an override (C{lineReceived}) that calls L{handle_line} in turn.
+        self.line_handler: Callable[[bytes], None] = self.handle_line
+        #: Where each decoded value goes (likewise, C{valueReceived}).
+        self.value_handler: Callable[[Any], None] = self.handle_value
+
+    # -- state -------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        """Requests and plain messages accepted and not yet answered."""
+        return len(self._running) + self._queued_replies
+
+    @property
+    def running(self) -> int:
+        """Handlers still running."""
+        return len(self._running)
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes this connection holds: buffered input and replies waiting their turn."""
+        return self._framer.buffered + self._queue_bytes + self._held_out + self._out_bytes
+
+    @property
+    def holds(self) -> frozenset[str]:
+        """Why requests are not being started now (empty: they are)."""
+        return frozenset(self._holds)
+
+    @property
+    def framer(self) -> Framer:
+        """The framer (its unfinished line, for LineReceiver's C{clearLineBuffer})."""
+        return self._framer
+
+    def next_id(self) -> int:
+        """The id for this side's next call."""
+        id_ = self._next_id
+        self._next_id = id_ + 1
+        return id_
+
+    # -- input -------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Bytes from the peer."""
+        if self._input_closed:
+            return
+        lines = self._framer.feed(data)
+        if lines:
+            if self._queue:
+                self._enqueue(lines)
+            else:
+                self._queue = lines
+        self._pump()
+
+    def receive_eof(self) -> None:
+        """
+        The peer will send nothing more (it half-closed): handle what was
+        received, a final unterminated value included, answer it all, then
+        close.
+        """
+        if self._input_closed:
+            return
+        rest = self._framer.take_partial()
+        if rest.strip():
+            self._enqueue([rest])
+        self._finishing = True
+        self._pump()
+        self._input_closed = True
+        self._maybe_close()
+
+    def finish(self) -> None:
+        """Close once every running handler is answered (a drain)."""
+        self._finishing = True
+        self._maybe_close()
+
+    def close_input(self) -> None:
+        """Read nothing more: drop what is buffered and unread (a wrong token)."""
+        self._input_closed = True
+        self._queue = []
+        self._queue_bytes = self._peeked = 0
+        self._framer.take_partial()
+        self._holds.add("closing")
+        self._close_after_write = True
+        if not self._pumping:
+            self._host.close()
+
+    def hold(self, reason: str) -> None:
+        """Stop starting requests for C{reason} (the peer's responses are still read)."""
+        self._holds.add(reason)
+        if not self._pumping:
+            self._check_reading()
+
+    def release(self, reason: str) -> None:
+        """C{reason} is gone: start requests again once no reason is left."""
+        if reason in self._holds:
+            self._holds.discard(reason)
+            if not self._holds:
+                self._pump()
+
+    def _enqueue(self, lines: list[bytes | LineTooLong]) -> None:
+        self._queue.extend(lines)
+        self._queue_bytes += sum(len(x) for x in lines if x.__class__ is bytes)
+
+    def _pump(self) -> None:
+        """Handle queued lines until the queue is empty or a hold stops it."""
+        if self._pumping or self._closed:
+            return
+        self._pumping = True
+        out: list[bytes] = []
+        self._out = out
+        try:
+            while True:
+                if self._queue and not self._holds:
+                    lines, peeked = self._queue, self._peeked
+                    self._queue = []
+                    self._queue_bytes = self._peeked = 0
+                    self._run_lines(lines, peeked)
+                    continue
+                if self._queue and not self._input_closed:
+                    self._peek()  # a response may release the hold
+                    if self._queue and not self._holds:
+                        continue
+                break
+            if not self._queue and not self._holds and not self._input_closed and self._framer.buffered:
+                self._unterminated()
+        finally:
+            self._out = None
+            self._pumping = False
+            self._out_bytes = 0
+        if out:
+            self._host.write(b"".join(out))
+        if self._close_after_write:
+            self._host.close()
+            return
+        self._check_reading()
+        if self._finishing:
+            self._maybe_close()
+
+    def _run_lines(self, lines: list[bytes | LineTooLong], peeked: int) -> None:
+        handle = self.line_handler
+        flush_at = self._flush_at
+        for index, line in enumerate(lines):
+            if self._holds:
+                if self._input_closed:
+                    return
+                # Put the rest back in front, remembering how much of it
+                # was already searched for responses.
+                rest = lines[index:]
+                rest.extend(self._queue)
+                self._queue = rest
+                self._peeked = max(0, peeked - index)
+                self._queue_bytes = sum(len(x) for x in rest if x.__class__ is bytes)
+                return
+            if line.__class__ is bytes:
+                handle(line)
+            else:
+                self._too_long(line)  # type: ignore[arg-type]
+            if self._out_bytes >= flush_at:
+                self._flush()
+
+    def _peek(self) -> None:
+        """
+        While held, still handle the peer's responses and cancellations
+        (a handler may be waiting on one of this side's calls); the rest
+        waits its turn, in order.
+        """
+        queue = self._queue
+        if self._input_closed:
+            return
+        index = self._peeked
+        while index < len(queue):
+            line = queue[index]
+            if line.__class__ is bytes and b'"jsonrpc"' in line:
+                try:
+                    value = loads(line, self._max_depth)
+                except ParseError:
+                    value = None
+                if value.__class__ is dict and ("method" not in value or value["method"] == CANCEL_METHOD):
+                    del queue[index]
+                    self._queue_bytes -= len(line)
+                    self.value_handler(value)
+                    continue
+            index += 1
+        self._peeked = index
+
+    def _check_reading(self) -> None:
+        """
+        Stop reading while held (backpressure), unless this side awaits
+        responses that a held handler may need, and in any case once too
+        much input waits; read again below half of that.
+        """
+        waiting = self._queue_bytes + self._framer.buffered
+        stop = waiting > self._read_ahead or (bool(self._holds) and not self.calls)
+        if self._reading and stop:
+            self._reading = False
+            self._host.reading(False)
+        elif not self._reading and not stop and waiting <= self._read_ahead // 2:
+            self._reading = True
+            self._host.reading(True)
+
+    def handle_line(self, line: bytes) -> None:
+        """
+        Decode one line (blank lines are ignored) and handle its value; a
+        line that is not strict JSON is answered -32700.
+        """
+        try:
+            value = loads(line, self._max_depth, check_big_int=self._framer.may_hold_big_int)
+        except ParseError as exc:
+            if line.strip():
+                self._reply_in_order(self._error_line(None, exc))
+            return
+        self.value_handler(value)
+
+    def _too_long(self, event: LineTooLong) -> None:
+        self._host.breached("max_line_length")
+        error = MessageTooLarge(data={"max_line_length": event.limit})
+        self._reply_in_order(self._error_line(None, error))
+
+    def handle_value(self, value: Any) -> None:
+        """Handle one decoded JSON value: request, notification, response, batch or plain message."""
+        if value.__class__ is dict:
+            parts = request_parts(value)
+            if parts is not None:
+                self._request(*parts)
+                return
+        message = classify(value, self.limits.max_batch)
+        kind = message.__class__
+        if kind is Response:
+            self._response(message)  # type: ignore[arg-type]
+        elif kind is Plain:
+            self._plain_received(message.value)  # type: ignore[union-attr]
+        elif kind is Batch:
+            self._batch(message)  # type: ignore[arg-type]
+        elif kind is Request:  # only from a subclass's classify
+            req: Request = message  # type: ignore[assignment]
+            self._request(req.method, req.params, req.id)
+        else:
+            invalid: Invalid = message  # type: ignore[assignment]
+            if invalid.error.code == -32003:
+                self._host.breached("max_batch")
+            self._reply_in_order(self._error_line(invalid.id, invalid.error))
+
+    # -- the one request path ----------------------------------------------
+
+    def _respond(self, method: str | None, params: Any, id_: Any) -> Any:
+        """
+        Run the responder for C{method} (L{None}: the plain-message
+        handler): its result, or a pending value for the host.
+
+        @raise RPCError: unknown method, bad params, or what the handler raised.
+        """
+        self.requests_received += 1
+        gate = self.gate
+        respond = gate(method) if gate is not None else None
+        if respond is None:
+            if method is None:
+                respond = self._service.message_responder if self._service is not None else None
+                if respond is None:
+                    raise _no_message_handler(self._service)
+            else:
+                respond = self._table.get(method) or self.specials.get(method)
+                if respond is None:
+                    raise MethodNotFound(data=f"no method named {quote(method)}")
+        return respond(params, id_, self._owner)
+
+    def _start(
+        self, method: str | None, params: Any, id_: Any, batch: _Batch | None = None, index: int = 0
+    ) -> tuple[Any, Any]:
+        """
+        Start a request (C{method} L{None}: a plain message): C{(result,
+        None)}, C{(None, error)}, or C{(task, _WAITING)} when it goes on
+        running (a batch item's task knows its C{batch} and C{index}).
+        """
+        started = time.perf_counter() if self.observe is not None else 0.0
+        try:
+            result = self._respond(method, params, id_)
+        except RPCError as error:
+            self._observe(method, outcome_of(error), started)
+            return None, error
+        except Exception as exc:
+            internal = self._host.internal_error(exc, method or "message handler")
+            self._observe(method, "internal_error", started)
+            return None, internal
+        if result.__class__ not in _JSON_TYPES:
+            pending = self._host.pending(result)
+            if pending is not None:
+                running = self._running
+                key = id_ if id_ is not NO_ID and id_ not in running else object()
+                task = Task(method, id_, key, started)
+                task.batch = batch
+                task.index = index
+                if method is None:
+                    task.slot = [_WAITING]
+                    self._plain.append(task.slot)
+                    self._queued_replies += 1
+                running[key] = task
+                if self.in_flight >= self.limits.max_in_flight and "in-flight" not in self._holds:
+                    self._holds.add("in-flight")
+                    self._host.breached("max_in_flight")
+                # The host may finish it at once (an already-fired Deferred).
+                self._host.start(task, pending)
+                return task, _WAITING
+        self._observe(method, "ok", started)
+        return result, None
+
+    def _request(self, method: str, params: Any, id_: Any) -> None:
+        result, error = self._start(method, params, id_)
+        if id_ is NO_ID or error is _WAITING:
+            return
+        if error is None:
+            self._write(self._result_line(id_, result, method))
+        else:
+            self._write(self._error_line(id_, error))
+
+    def complete(self, task: Task, value: Any) -> None:
+        """A task finished with C{value}."""
+        if not self._finished(task):
+            return
+        self._observe(task.method, "ok", task.started)
+        if task.batch is not None:
+            self._batch_reply(task.batch, task.index, task.id, value, None, task.method)
+        elif task.slot is not None:
+            self._plain_done(task.slot, value, None)
+        elif task.id is not NO_ID:
+            self._write(self._result_line(task.id, value, task.method))
+        self._after_task()
+
+    def fail(self, task: Task, error: BaseException | None) -> None:
+        """A task failed with C{error} (L{None}: dropped, nothing to answer)."""
+        if not self._finished(task):
+            return
+        if error is not None and not isinstance(error, RPCError):
+            error = self._host.internal_error(error, task.method or "message handler")
+        if error is not None:
+            self._observe(task.method, outcome_of(error), task.started)
+        if task.batch is not None:
+            self._batch_reply(task.batch, task.index, task.id, None, error, task.method)
+        elif task.slot is not None:
+            self._plain_done(task.slot, None, error)
+        elif task.id is not NO_ID and error is not None:
+            self._write(self._error_line(task.id, error))
+        self._after_task()
+
+    def _finished(self, task: Task) -> bool:
+        if self._running.get(task.key) is task:
+            del self._running[task.key]
+            return not self._closed
+        return False
+
+    def _after_task(self) -> None:
+        if "in-flight" in self._holds and self.in_flight < self.limits.max_in_flight:
+            self.release("in-flight")
+        if self._finishing:
+            self._maybe_close()
+
+    def _observe(self, method: str | None, outcome: str, started: float) -> None:
+        observe = self.observe
+        if observe is None:
+            return
+        if method is None:
+            name = "<message>"
+        elif method in self._table or method in self.specials:
+            name = method
+        else:
+            name = "<unknown>"  # metrics labels only for methods that exist
+        observe(name, outcome, time.perf_counter() - started)
+
+    def _result_line(self, id_: Any, result: Any, method: str | None) -> bytes:
+        """The reply line for a result; a result that is not JSON becomes -32603."""
+        try:
+            return dumps_line({"jsonrpc": "2.0", "result": result, "id": id_})
+        except EncodeError as exc:
+            error = self._host.internal_error(exc, f"reply to {quote(method)}")
+            error.data["reason"] = f"result is not JSON-serializable: {exc}"
+            return self._error_line(id_, error)
+
+    def _error_line(self, id_: Any, error: RPCError) -> bytes:
+        """The reply line for an error; error data that is not JSON becomes -32603."""
+        try:
+            return dumps_line({"jsonrpc": "2.0", "error": error.to_dict(), "id": id_})
+        except EncodeError as exc:
+            internal = self._host.internal_error(exc, f"error {error.code} reply")
+            internal.data["reason"] = f"error data is not JSON-serializable: {exc}"
+            return dumps_line({"jsonrpc": "2.0", "error": internal.to_dict(), "id": id_})
+
+    def _plain_line(self, value: Any) -> bytes:
+        try:
+            return dumps_line(value)
+        except EncodeError as exc:
+            error = self._host.internal_error(exc, "message handler")
+            error.data["reason"] = f"reply is not JSON-serializable: {exc}"
+            return self._error_line(None, error)
+
+    # -- batches -----------------------------------------------------------
+
+    def _batch(self, batch: Batch) -> None:
+        items = batch.items
+        collected = _Batch(len(items))
+        self._batches += 1
+        for index, item in enumerate(items):
+            kind = item.__class__
+            if kind is Request:
+                req: Request = item  # type: ignore[assignment]
+                result, error = self._start(req.method, req.params, req.id, collected, index)
+                if error is _WAITING:
+                    continue
+                self._batch_reply(collected, index, req.id, result, error, req.method, write=False)
+            else:
+                if kind is Response:
+                    self._response(item)  # type: ignore[arg-type]
+                else:
+                    invalid: Invalid = item  # type: ignore[assignment]
+                    self._batch_reply(collected, index, invalid.id, None, invalid.error, None, write=False)
+                    continue
+                self._batch_reply(collected, index, NO_ID, None, None, None, write=False)
+        if not collected.waiting:
+            self._write_batch(collected)
+
+    def _batch_reply(
+        self,
+        collected: _Batch,
+        index: int,
+        id_: Any,
+        value: Any,
+        error: RPCError | None,
+        method: str | None,
+        write: bool = True,
+    ) -> None:
+        if id_ is not NO_ID:
+            if error is None and collected.nbytes > self.limits.max_unsent:
+                # The reply would grow past what one connection may queue.
+                error = MessageTooLarge(data={"max_unsent": self.limits.max_unsent, "reason": "batch reply"})
+                self._host.breached("max_unsent")
+            line = (
+                self._error_line(id_, error) if error is not None else self._result_line(id_, value, method)
+            )
+            collected.replies[index] = line
+            collected.nbytes += len(line)
+            self._held_out += len(line)
+        collected.waiting -= 1
+        if write and not collected.waiting:
+            self._write_batch(collected)
+
+    def _write_batch(self, collected: _Batch) -> None:
+        self._batches -= 1
+        self._held_out -= collected.nbytes
+        lines = [line[:-1] for line in collected.replies if line is not None]
+        if lines:
+            self._write(b"[" + b",".join(lines) + b"]\n")
+
+    # -- plain messages ----------------------------------------------------
+
+    def _plain_received(self, value: Any) -> None:
+        if self.plain_waiters:
+            # A reply to this side's send(): replies come in order.
+            self.plain_waiters.popleft().resolve(value)
+            return
+        if self._service is None:
+            self._host.log("Dropped a plain message nobody asked for: {value}", value=quote(value))
+            return
+        result, error = self._start(None, [value], None)
+        if error is _WAITING:
+            return
+        if error is not None:
+            self._reply_in_order(self._error_line(None, error))
+        elif result is not None:
+            self._reply_in_order(self._plain_line(result))
+        elif self._plain:
+            self._plain.append([None])
+            self._queued_replies += 1
+
+    def _plain_done(self, slot: list[Any], value: Any, error: RPCError | None) -> None:
+        if error is not None:
+            data: bytes | None = self._error_line(None, error)
+        else:
+            data = None if value is None else self._plain_line(value)
+        slot[0] = data
+        if data is not None:
+            self._held_out += len(data)
+        plain = self._plain
+        while plain and plain[0][0] is not _WAITING:
+            done = plain.popleft()[0]
+            self._queued_replies -= 1
+            if done:
+                self._held_out -= len(done)
+                self._write(bytes(done))
+        self._check_held()
+
+    def _reply_in_order(self, data: bytes) -> None:
+        """Write a reply to a plain (or unparsable) line after the ones before it."""
+        plain = self._plain
+        if not plain:
+            self._write(data)
+            return
+        last = plain[-1]
+        if last[0] is not _WAITING and last[0] is not None:
+            # Coalesce finished replies: one buffer, not one object each.
+            if last[0].__class__ is not bytearray:
+                last[0] = bytearray(last[0])
+            last[0] += data
+        else:
+            plain.append([data])
+        self._queued_replies += 1
+        self._held_out += len(data)
+        if self.in_flight >= self.limits.max_in_flight and "in-flight" not in self._holds:
+            self._holds.add("in-flight")
+            self._host.breached("max_in_flight")
+        self._check_held()
+
+    def _check_held(self) -> None:
+        """Replies held back past C{max_unsent}: start nothing more until they go."""
+        over = self._held_out > self.limits.max_unsent
+        if over and "queued" not in self._holds:
+            self._holds.add("queued")
+            self._host.breached("max_unsent")
+        elif not over and "queued" in self._holds:
+            self.release("queued")
+        if "in-flight" in self._holds and self.in_flight < self.limits.max_in_flight:
+            self.release("in-flight")
+
+    # -- this side's calls ---------------------------------------------------
+
+    def _response(self, response: Response) -> None:
+        waiter = self.calls.pop(response.id, None) if response.id.__class__ in (int, str) else None
+        if waiter is None and response.id is None and response.error is not None and self.plain_waiters:
+            # This side's calls never use id null: an error with id null
+            # answers the oldest plain message (no handler, parse error...).
+            waiter = self.plain_waiters.popleft()
+        if waiter is None:
+            if response.error is not None and response.id is None:
+                self._host.warn("The peer reported an error: {error}", error=quote(response.error, 200))
+            else:
+                self._host.log("Dropped a response to unknown id {id}", id=quote(response.id))
+            return
+        if response.error is None:
+            waiter.resolve(response.result)
+        else:
+            waiter.reject(response.error)
+
+    def _cancel_request(self, params: Any, id_: Any, owner: Any) -> None:
+        """C{$/cancelRequest}: cancel the peer's running request C{params["id"]}."""
+        target = params.get("id") if params.__class__ is dict else None
+        task = self._running.get(target) if target.__class__ in (str, int, float) else None
+        if task is None or task.id.__class__ is not target.__class__:
+            self._host.log("Cancel request for {id}, which is not running", id=quote(target))
+            return
+        self._host.cancel(task, RequestCancelled(data="cancelled by the caller"))
+
+    # -- output --------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Write bytes in order with the replies being written (calls, notifications)."""
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        out = self._out
+        if out is not None:
+            out.append(data)
+            self._out_bytes += len(data)
+        elif not self._closed:
+            self._host.write(data)
+
+    def _flush(self) -> None:
+        out = self._out
+        if out:
+            data = b"".join(out)
+            out.clear()
+            self._out_bytes = 0
+            self._host.write(data)
+
+    # -- ending ----------------------------------------------------------------
+
+    def _maybe_close(self) -> None:
+        if (
+            not self._closed
+            and not self._running
+            and not self._queue
+            and not self._plain
+            and not self._batches
+            and not self._pumping
+        ):
+            self._host.close()
+
+    def cancel_all(self, error: RPCError | None) -> int:
+        """Cancel every running handler, each answered C{error} (L{None}: no reply)."""
+        tasks = list(self._running.values())
+        for task in tasks:
+            self._host.cancel(task, error)
+        return len(tasks)
+
+    def connection_lost(self) -> list[Waiter]:
+        """
+        The connection is gone: cancel the handlers still running (nothing
+        will be answered) and return this side's waiters, which the host fails.
+        """
+        self._closed = True
+        self._input_closed = True
+        self._queue = []
+        self.cancel_all(None)
+        waiters: list[Waiter] = [*self.calls.values(), *self.plain_waiters]
+        self.calls.clear()
+        self.plain_waiters.clear()
+        return waiters
+
+    def deliver_unterminated(self) -> None:
+        """
+        The peer closed: a complete value left without a newline is still
+        handled (a classic server's last reply).
+        """
+        if not self._input_closed and self._framer.buffered:
+            self._unterminated()
+
+    def _unterminated(self) -> None:
+        """
+        The unterminated-peer rule: an unfinished line holding one complete
+        JSON text (the classic peer's value with no newline, waiting for
+        its reply) is handled as a line.  One that can no longer become
+        valid is answered -32700 and the rest of its line dropped.
+        """
+        framer = self._framer
+        candidate = framer.unterminated()
+        if candidate is None:
+            return
+        try:
+            value = loads(candidate, self._max_depth)
+        except ParseError as exc:
+            framer.take_partial(discard_rest=True)
+            self._reply_in_order(self._error_line(None, exc))
+            return
+        framer.take_partial()
+        self.value_handler(value)
+
+
+def _no_message_handler(service: object) -> RPCError:
+    return InvalidRequest(data="this service takes JSON-RPC 2.0 only, not plain messages")
