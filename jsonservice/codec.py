@@ -1,14 +1,33 @@
 """
-Bytes to JSON values and back: framing, strictness, limits.  Sans-IO.
+JSON values to bytes and back: strictness, limits.  Sans-IO.
 
-Nothing here does I/O or imports Twisted.  L{Framer} turns a byte stream
-into lines (now L{jsonservice.framing}); L{loads} turns one line into a Python value (strict RFC 8259,
-exact integers, bounded depth); L{dumps_line} turns a value into one line.
+Nothing here does I/O or imports Twisted.  L{loads} turns one line into a
+Python value (strict RFC 8259, exact integers, bounded depth);
+L{dumps_line} turns a value into one line.  Lines come from
+L{jsonservice.framing}.
 
-Decoding is orjson's, with one correction: orjson turns integers beyond
-64 bits into floats, which would silently change a value.  Input that may
-hold such an integer (a run of 19 or more digits) is decoded by the exact
-fallback decoder instead, which applies the same rules as orjson.
+Decoding is orjson's, with corrections where orjson would silently change
+a value:
+
+  - orjson turns integers beyond 64 bits into floats.  Input that may hold
+    one (a run of 19 or more digits) is decoded by the exact fallback
+    decoder instead, which applies the same rules as orjson.
+  - orjson turns a number below the float range (C{1e-400}) into C{0.0}.
+    Input holding a literal that could underflow (a digit, then C{e-} and an
+    exponent of three digits or more) goes to the fallback decoder, which
+    refuses a nonzero literal that rounds to zero.  Literal zeros
+    (C{0e-400}) and literals that round to a subnormal stay as they are.
+
+Integers are exact up to the interpreter's limit on int/str conversion,
+C{sys.get_int_max_str_digits()} (4300 digits unless the application
+changes it; this module never does).  Longer integers are refused, not
+changed: decoding raises L{ParseError} ("integer of 5000 digits exceeds the
+4300-digit limit"), encoding raises L{EncodeError}.  The limit exists
+because conversion costs time quadratic in the number of digits, and
+decoding runs before the peer has authenticated.
+
+Every step of decoding is linear in the size of the input, on every path
+(orjson, the fallback decoder, the nesting check, error positions).
 """
 
 from __future__ import annotations
@@ -21,6 +40,7 @@ import math
 import re
 import sys
 import uuid
+from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
@@ -33,7 +53,6 @@ __all__ = [
     "dumps",
     "dumps_line",
     "loads",
-    "loads_unterminated",
     "may_hold_big_int",
 ]
 
@@ -44,17 +63,29 @@ _LINE_OPTIONS: Final = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
 # up as a substring search, which is far cheaper than a regular expression.
 _DIGITS_ONLY: Final = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
 _LONG_RUN: Final = b"0" * 19
-_STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
+# A literal that may fall below the float range: mantissas on the orjson
+# path are shorter than 19 digits, so it takes an exponent below -99.  A
+# literal first makes the search a fast scan (a leading character class
+# costs ten times more); the digit before "e" is checked by hand.
+_UNDERFLOW: Final = (re.compile(rb"e-0*[1-9][0-9][0-9]"), re.compile(rb"E-0*[1-9][0-9][0-9]"))
+# A string once its escapes are gone (an unclosed one runs to the end).
+_PLAIN_STRING: Final = re.compile(rb'"[^"]*(?:"|\Z)')
+_NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
+# Where a lone surrogate can come from once the input is valid UTF-8.
+_SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89a-fA-F]")
+_NON_FINITE: Final = "NaN and infinities cannot be written as JSON"
 #: Values that cannot hold a float (their encoding needs no NaN check).
 _NO_FLOATS: Final = frozenset({str, int, bool, type(None)})
+# Present since CPython 3.10.7 / 3.11; older interpreters get its default.
+_int_digit_limit: Callable[[], int] = getattr(sys, "get_int_max_str_digits", lambda: 4300)
 
 
 class EncodeError(ValueError):
     """
     A value cannot be written as strict JSON (unsupported type, NaN or an
-    infinity, a non-string key orjson cannot convert).
+    infinity, a non-string key orjson cannot convert, an integer past the
+    int/str conversion limit).
     """
 
 
@@ -64,7 +95,19 @@ def may_hold_big_int(data: bytes) -> bool:
     shortest integer literal that may not fit in 64 bits.  A cheap,
     conservative test: digits inside strings count too.
     """
-    return _LONG_RUN in data.translate(_DIGITS_ONLY)
+    return data.translate(_DIGITS_ONLY).find(_LONG_RUN) != -1
+
+
+def _may_underflow(data: bytes) -> bool:
+    """Whether C{data} has a number literal that could underflow (or text like one)."""
+    for pattern in _UNDERFLOW:
+        match = pattern.search(data)
+        while match is not None:
+            start = match.start()
+            if start and 0x30 <= data[start - 1] <= 0x39:
+                return True
+            match = pattern.search(data, start + 2)
+    return False
 
 
 def _depth_of(value: Any) -> int:
@@ -82,31 +125,67 @@ def _depth_of(value: Any) -> int:
     return depth
 
 
-def _text_depth(data: bytes) -> int:
-    """Nesting depth of JSON text, ignoring brackets inside strings."""
-    depth = deepest = 0
-    for byte in _STRING.sub(b'""', data).translate(None, _BRACKETS):
-        if byte in b"[{":
+def _deeper_than(data: bytes, limit: int) -> bool:
+    """
+    Whether JSON text nests deeper than C{limit}, ignoring brackets inside
+    strings, in linear time.
+    """
+    # Escaped backslashes go first, then escaped quotes, so every quote left
+    # opens or closes a string; "" pairs carry nothing and are dropped.  One
+    # expression matching strings with their escapes would restart at every
+    # escaped quote of an unclosed string: quadratic.
+    plain = data.replace(b"\\\\", b"").replace(b'\\"', b"").replace(b'""', b"")
+    brackets = _PLAIN_STRING.sub(b"", plain).translate(None, _NOT_BRACKETS)
+    if len(brackets) <= limit:
+        return False
+    depth = 0
+    for byte in brackets:
+        if byte == 0x5B or byte == 0x7B:  # [ {
             depth += 1
-            deepest = max(deepest, depth)
+            if depth > limit:
+                return True
         else:
             depth -= 1
-    return deepest
+    return False
 
 
 def _too_deep(max_depth: int) -> ParseError:
     return ParseError(data=f"nesting deeper than {max_depth}")
 
 
+def _bad_utf8(exc: UnicodeDecodeError) -> ParseError:
+    return ParseError(data=f"invalid UTF-8 at byte {exc.start} ({exc.reason})")
+
+
+def _quote(literal: str) -> str:
+    """A number literal for a message: long ones are cut (they may be huge)."""
+    return literal if len(literal) <= 40 else f"{literal[:20]}...{literal[-10:]} ({len(literal)} chars)"
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _finite_float(text: str) -> float:
+def _checked_float(text: str) -> float:
+    """The fallback decoder's float: refuse what would not round-trip."""
     number = float(text)
     if math.isinf(number):
-        raise ValueError(f"number {text} is infinity when parsed as double")
+        raise ValueError(f"number {_quote(text)} is infinity when parsed as double")
+    # A mantissa of digits, "." and "-" is nonzero if anything is left.
+    if number == 0.0 and text.partition("e")[0].partition("E")[0].strip("-0."):
+        raise ValueError(f"number {_quote(text)} underflows to 0.0: below the float range")
     return number
+
+
+def _checked_int(text: str) -> int:
+    """The fallback decoder's int: exact, within the conversion limit."""
+    limit = _int_digit_limit()
+    # Tested before converting: the conversion itself is the quadratic part
+    # (and past the limit, CPython's own message advises raising it).
+    digits = len(text) - text.startswith("-")
+    if limit and digits > limit:
+        raise ValueError(f"integer of {digits} digits exceeds the {limit}-digit limit")
+    return int(text)
 
 
 def _check_strings(value: Any) -> None:
@@ -114,7 +193,7 @@ def _check_strings(value: Any) -> None:
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            if _SURROGATE.search(item):
+            if not item.isascii() and _SURROGATE.search(item):
                 raise ParseError(data="lone surrogate in string")
         elif isinstance(item, dict):
             stack.extend(item.keys())
@@ -127,27 +206,39 @@ def _loads_exact(data: bytes, max_depth: int) -> Any:
     """
     The fallback decoder: stdlib C{json} with orjson's rules (no NaN or
     infinities, UTF-8 only, no lone surrogates, bounded depth), keeping
-    integers of any size exact.
+    integers exact and refusing floats that underflow.
     """
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ParseError(data=f"invalid UTF-8 at byte {exc.start}") from None
-    if _text_depth(data) > max_depth:
+        raise _bad_utf8(exc) from None
+    if data.count(b"[") + data.count(b"{") > max_depth and _deeper_than(data, max_depth):
         raise _too_deep(max_depth)
+    # Integers go through the limit check only when some digit run is long
+    # enough to need it: a Python call per integer is the slow part.
+    most = _int_digit_limit()
+    long_run = most and data.translate(_DIGITS_ONLY).find(b"0" * (most + 1)) != -1
     limit = sys.getrecursionlimit()
     try:
         # The C scanner recurses once per level; make room for max_depth.
         sys.setrecursionlimit(limit + max_depth + 64)
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_float=_checked_float,
+            parse_int=_checked_int if long_run else int,
+        )
     except json.JSONDecodeError as exc:
         where = len(text[: exc.pos].encode("utf-8", "surrogatepass"))
         raise ParseError(data=f"{exc.msg.removesuffix(' at')} at byte {where}") from None
     except ValueError as exc:
         raise ParseError(data=str(exc)) from None
+    except RecursionError:  # the nesting check above should make this unreachable
+        raise _too_deep(max_depth) from None
     finally:
         sys.setrecursionlimit(limit)
-    _check_strings(value)
+    if _SURROGATE_ESCAPE.search(data):
+        _check_strings(value)
     return value
 
 
@@ -158,32 +249,43 @@ def _byte_offset(data: bytes, char_pos: int) -> int:
     return len(data.decode("utf-8", "replace")[:char_pos].encode("utf-8", "replace"))
 
 
-def _describe(exc: orjson.JSONDecodeError, data: bytes) -> str:
-    return f"{exc.msg} at byte {_byte_offset(data, exc.pos)}"
+def _orjson_error(exc: orjson.JSONDecodeError, data: bytes, max_depth: int) -> ParseError:
+    """The L{ParseError} for what orjson refused, in this module's words."""
+    if exc.msg.startswith("depth limit") or (
+        # orjson's wording for some over-deep input
+        exc.msg.startswith("failed to allocate") and _deeper_than(data, max_depth)
+    ):
+        return _too_deep(min(max_depth, ORJSON_MAX_DEPTH))
+    if "UTF-8" in exc.msg:
+        # orjson checks the whole input first and blames "surrogates", at 0.
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return _bad_utf8(bad)
+    return ParseError(data=f"{exc.msg} at byte {_byte_offset(data, exc.pos)}")
 
 
 def loads(data: bytes, max_depth: int = ORJSON_MAX_DEPTH, *, check_big_int: bool = True) -> Any:
     """
-    Decode one JSON text, strictly.
+    Decode one JSON text, strictly, in time linear in C{len(data)}.
 
     @param data: the text (surrounding whitespace, C{\\r} included, is fine).
     @param max_depth: deepest nesting accepted, at most 1024.
     @param check_big_int: pass L{False} only when L{may_hold_big_int} was
         already false for bytes that include C{data}.
-    @raise ParseError: not strict JSON, or nested deeper than C{max_depth};
-        C{data} says what and where.
+    @raise ParseError: not strict JSON, nested deeper than C{max_depth}, a
+        number that would change (past the float range, an integer past the
+        int/str conversion limit); C{data} says what and where.
     """
-    if check_big_int and may_hold_big_int(data):
+    # A one-byte find is a memchr, so lines without "-" pay next to nothing
+    # for the underflow check.  (find(), not "in": bytes.__contains__ first
+    # tries its operand as an int, which costs more than the search.)
+    if (check_big_int and may_hold_big_int(data)) or (data.find(b"-") != -1 and _may_underflow(data)):
         return _loads_exact(data, max_depth)
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        if exc.msg.startswith("depth limit") or (
-            # orjson's wording for some over-deep input
-            exc.msg.startswith("failed to allocate") and _text_depth(data) > max_depth
-        ):
-            raise _too_deep(min(max_depth, ORJSON_MAX_DEPTH)) from None
-        raise ParseError(data=_describe(exc, data)) from None
+        raise _orjson_error(exc, data, max_depth) from None
     if (
         max_depth < ORJSON_MAX_DEPTH
         and data.count(b"[") + data.count(b"{") > max_depth
@@ -193,37 +295,12 @@ def loads(data: bytes, max_depth: int = ORJSON_MAX_DEPTH, *, check_big_int: bool
     return value
 
 
-def loads_unterminated(data: bytes, max_depth: int = ORJSON_MAX_DEPTH) -> tuple[bool, Any]:
-    """
-    Decode a buffer that may hold a JSON text not yet complete.
-
-    @return: C{(True, value)} when C{data} is one complete JSON text,
-        C{(False, None)} when it is a prefix of one (more may come).
-    @raise ParseError: when no continuation could make it valid.
-    """
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        # A prefix of a valid text only fails where the data ends.
-        stripped = data.rstrip()
-        end = len(stripped) if stripped.isascii() else len(stripped.decode("utf-8", "replace"))
-        if exc.pos >= end and not exc.msg.startswith("depth limit"):
-            return False, None
-        if "UTF-8" in exc.msg:
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError as bad:
-                if bad.end == len(data) and bad.reason == "unexpected end of data":
-                    return False, None  # cut inside a character: more may come
-        return True, loads(data, max_depth)  # raises, with the same message
-    if may_hold_big_int(data) or (
-        max_depth < ORJSON_MAX_DEPTH and data.count(b"[") + data.count(b"{") > max_depth
-    ):
-        return True, loads(data, max_depth)
-    return True, value
-
-
 def _has_non_finite(value: Any) -> bool:
+    """
+    Whether a value orjson has just written holds NaN or an infinity
+    anywhere orjson looks: containers and their subclasses, dict keys,
+    dataclass fields, enum values.
+    """
     stack = [value]
     while stack:
         item = stack.pop()
@@ -231,10 +308,26 @@ def _has_non_finite(value: Any) -> bool:
             if not math.isfinite(item):
                 return True
         elif isinstance(item, dict):
+            stack.extend(item.keys())  # a NaN key is written "null" too
             stack.extend(item.values())
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
+        elif isinstance(item, enum.Enum):
+            stack.append(item.value)
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+            stack.extend(_dataclass_members(item).values())
     return False
+
+
+def _dataclass_members(obj: Any) -> dict[str, Any]:
+    """
+    A dataclass instance as orjson writes it: the public part of its
+    C{__dict__} when it has one, else its public fields.
+    """
+    attrs = getattr(obj, "__dict__", None)
+    if attrs is not None:
+        return {k: v for k, v in attrs.items() if not k.startswith("_")}
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if not f.name.startswith("_")}
 
 
 def _like_orjson(obj: Any) -> Any:
@@ -250,7 +343,7 @@ def _like_orjson(obj: Any) -> Any:
     if isinstance(obj, enum.Enum):
         return obj.value
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {field.name: getattr(obj, field.name) for field in dataclasses.fields(obj)}
+        return _dataclass_members(obj)
     raise TypeError(f"Type is not JSON serializable: {type(obj).__name__}")
 
 
@@ -263,6 +356,12 @@ def _dumps_exact(value: Any, newline: bool) -> bytes:
             value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_like_orjson
         )
     except (TypeError, ValueError) as exc:
+        if "Out of range float" in str(exc):
+            raise EncodeError(_NON_FINITE) from None
+        if "integer string conversion" in str(exc):
+            # CPython's wording; its advice (raise the global limit) is not ours.
+            most = _int_digit_limit()
+            raise EncodeError(f"integer of more than {most} digits exceeds the {most}-digit limit") from None
         raise EncodeError(str(exc)) from None
     except RecursionError:
         raise EncodeError(f"nesting deeper than {ORJSON_MAX_DEPTH}") from None
@@ -285,9 +384,10 @@ def _dumps(value: Any, options: int, newline: bool) -> bytes:
         if "64-bit" in str(exc) or "Recursion" in str(exc):
             return _dumps_exact(value, newline)
         raise EncodeError(str(exc)) from None
-    # orjson writes NaN and infinities as null; refuse rather than change them.
-    if value.__class__ not in _NO_FLOATS and b"null" in data and _has_non_finite(value):
-        raise EncodeError("NaN and infinities cannot be written as JSON")
+    # orjson writes NaN and infinities as null; refuse rather than change
+    # them.  Output without "null" cannot hold one, so it costs no walk.
+    if value.__class__ not in _NO_FLOATS and data.find(b"null") != -1 and _has_non_finite(value):
+        raise EncodeError(_NON_FINITE)
     return data
 
 
@@ -295,10 +395,13 @@ def dumps(value: Any) -> bytes:
     """
     Encode a value as compact JSON (UTF-8, no spaces, no newline).
 
-    Integers of any size are written exactly.  Dict keys that are not
-    strings are converted as the stdlib C{json} module does.
+    Integers of any size up to the int/str conversion limit are written
+    exactly.  Dict keys that are not strings are converted as the stdlib
+    C{json} module does.
 
-    @raise EncodeError: the value cannot be written as strict JSON.
+    @raise EncodeError: the value cannot be written as strict JSON: NaN or
+        an infinity anywhere in it, an unsupported type, an integer past
+        the conversion limit.
     """
     return _dumps(value, _DUMPS_OPTIONS, False)
 

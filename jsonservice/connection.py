@@ -50,7 +50,10 @@ Responder = Callable[[Any, Any, Any], Any]
 def quote(value: object, limit: int = 80) -> str:
     """C{repr(value)} cut to C{limit} characters: for log lines that quote peer data."""
     text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 12]}...({len(text)} chars)"
+    if len(text) <= limit:
+        return text
+    suffix = f"...({len(text)} chars)"
+    return text[: max(0, limit - len(suffix))] + suffix
 
 
 class ServiceTable(typing.Protocol):
@@ -197,6 +200,7 @@ class Connection:
         self._reading = True
         self._holds: set[str] = set()
         self._input_closed = False
+        self._discard = False
         self._close_after_write = False
         self._finishing = False
         self._closed = False
@@ -229,6 +233,11 @@ class Connection:
     def in_flight(self) -> int:
         """Requests and plain messages accepted and not yet answered."""
         return len(self._running) + self._queued_replies
+
+    @property
+    def busy(self) -> bool:
+        """Whether anything received is not yet answered (running, queued or held back)."""
+        return bool(self._running or self._queue or self._plain or self._batches)
 
     @property
     def running(self) -> int:
@@ -294,6 +303,7 @@ class Connection:
     def close_input(self) -> None:
         """Read nothing more: drop what is buffered and unread (a wrong token)."""
         self._input_closed = True
+        self._discard = True
         self._queue = []
         self._queue_bytes = self._peeked = 0
         self._framer.take_partial()
@@ -334,7 +344,7 @@ class Connection:
                     self._queue_bytes = self._peeked = 0
                     self._run_lines(lines, peeked)
                     continue
-                if self._queue and not self._input_closed:
+                if self._queue and not self._discard:
                     self._peek()  # a response may release the hold
                     if self._queue and not self._holds:
                         continue
@@ -359,7 +369,7 @@ class Connection:
         flush_at = self._flush_at
         for index, line in enumerate(lines):
             if self._holds:
-                if self._input_closed:
+                if self._discard:
                     return
                 # Put the rest back in front, remembering how much of it
                 # was already searched for responses.
@@ -383,8 +393,6 @@ class Connection:
         waits its turn, in order.
         """
         queue = self._queue
-        if self._input_closed:
-            return
         index = self._peeked
         while index < len(queue):
             line = queue[index]
@@ -393,7 +401,11 @@ class Connection:
                     value = loads(line, self._max_depth)
                 except ParseError:
                     value = None
-                if value.__class__ is dict and ("method" not in value or value["method"] == CANCEL_METHOD):
+                if (
+                    value.__class__ is dict
+                    and "jsonrpc" in value
+                    and ("result" in value or "error" in value or value.get("method") == CANCEL_METHOD)
+                ):
                     del queue[index]
                     self._queue_bytes -= len(line)
                     self.value_handler(value)
@@ -508,9 +520,10 @@ class Connection:
                 task.batch = batch
                 task.index = index
                 if method is None:
-                    task.slot = [_WAITING]
+                    # Its place in the reply order; it counts in flight as
+                    # running until done, then as a queued reply.
+                    task.slot = [_WAITING, 0]
                     self._plain.append(task.slot)
-                    self._queued_replies += 1
                 running[key] = task
                 if self.in_flight >= self.limits.max_in_flight and "in-flight" not in self._holds:
                     self._holds.add("in-flight")
@@ -616,6 +629,8 @@ class Connection:
         collected = _Batch(len(items))
         self._batches += 1
         for index, item in enumerate(items):
+            if self._discard:
+                return  # a wrong token: nothing after it runs
             kind = item.__class__
             if kind is Request:
                 req: Request = item  # type: ignore[assignment]
@@ -658,6 +673,8 @@ class Connection:
         collected.waiting -= 1
         if write and not collected.waiting:
             self._write_batch(collected)
+        else:
+            self._check_held()
 
     def _write_batch(self, collected: _Batch) -> None:
         self._batches -= 1
@@ -665,6 +682,7 @@ class Connection:
         lines = [line[:-1] for line in collected.replies if line is not None]
         if lines:
             self._write(b"[" + b",".join(lines) + b"]\n")
+        self._check_held()
 
     # -- plain messages ----------------------------------------------------
 
@@ -684,7 +702,7 @@ class Connection:
         elif result is not None:
             self._reply_in_order(self._plain_line(result))
         elif self._plain:
-            self._plain.append([None])
+            self._plain.append([None, 1])
             self._queued_replies += 1
 
     def _plain_done(self, slot: list[Any], value: Any, error: RPCError | None) -> None:
@@ -693,12 +711,14 @@ class Connection:
         else:
             data = None if value is None else self._plain_line(value)
         slot[0] = data
+        slot[1] = 1
+        self._queued_replies += 1
         if data is not None:
             self._held_out += len(data)
         plain = self._plain
         while plain and plain[0][0] is not _WAITING:
-            done = plain.popleft()[0]
-            self._queued_replies -= 1
+            done, count = plain.popleft()
+            self._queued_replies -= count
             if done:
                 self._held_out -= len(done)
                 self._write(bytes(done))
@@ -716,8 +736,9 @@ class Connection:
             if last[0].__class__ is not bytearray:
                 last[0] = bytearray(last[0])
             last[0] += data
+            last[1] += 1
         else:
-            plain.append([data])
+            plain.append([data, 1])
         self._queued_replies += 1
         self._held_out += len(data)
         if self.in_flight >= self.limits.max_in_flight and "in-flight" not in self._holds:
@@ -815,6 +836,8 @@ class Connection:
         self._input_closed = True
         self._queue = []
         self.cancel_all(None)
+        self._plain.clear()
+        self._queued_replies = self._held_out = self._batches = 0
         waiters: list[Waiter] = [*self.calls.values(), *self.plain_waiters]
         self.calls.clear()
         self.plain_waiters.clear()

@@ -5,6 +5,7 @@ limits, a clock, request observers and the set of open connections.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.protocol import Factory
@@ -14,11 +15,89 @@ from .observers import RequestObserver
 from .protocol import JSONProtocol
 
 if TYPE_CHECKING:
-    from twisted.internet.interfaces import IAddress, IReactorTime
+    from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 
     from .service import JSONService
 
-__all__ = ["JSONFactoryBase"]
+__all__ = ["JSONFactoryBase", "MemoryBudget"]
+
+#: A paused connection reads again once the total is below this share of the budget.
+RESUME_AT = 0.8
+#: Over budget, a connection holding less than this may still grow (one request line at a time).
+GROWTH_FLOOR = 4096
+#: While connections are paused, charges are recomputed this often (seconds):
+#: output drains without telling anyone.
+RECHECK_EVERY = 1.0
+
+
+class MemoryBudget:
+    """
+    The server-wide bound on bytes held by a factory's connections (input
+    buffered, replies held back, output not yet sent): past C{limit}, every
+    connection that grows past L{GROWTH_FLOOR} is paused, so the heavy
+    readers stop first while light ones are still served, and all paused ones read again
+    once the total falls below L{RESUME_AT} of the limit.
+
+    @ivar total: bytes held over all connections, as last charged.
+    """
+
+    def __init__(self, limit: int, clock: Callable[[], IReactorTime]) -> None:
+        self.limit = limit
+        self.total = 0
+        self._clock = clock
+        self._charged: dict[JSONProtocol, int] = {}
+        self.paused: set[JSONProtocol] = set()
+        self._recheck: IDelayedCall | None = None
+
+    def charge(self, proto: JSONProtocol) -> None:
+        """Account what C{proto} holds now; pause or resume readers."""
+        held = 0 if proto._closed else proto.held_bytes
+        charged = self._charged
+        before = charged.get(proto, 0)
+        self.total += held - before
+        if held:
+            charged[proto] = held
+        else:
+            charged.pop(proto, None)
+        if self.total > self.limit:
+            # Over budget: whoever grows past a small floor stops reading;
+            # light readers (a request line at a time) go on being served.
+            if held > before and held > GROWTH_FLOOR and proto not in self.paused:
+                self.paused.add(proto)
+                proto._pause_reading("budget", True)
+                proto._breached("max_buffered")
+                if self._recheck is None:
+                    self._recheck = self._clock().callLater(RECHECK_EVERY, self._recount)
+        elif self.paused and self.total < self.limit * RESUME_AT:
+            self._resume_all()
+
+    def forget(self, proto: JSONProtocol) -> None:
+        """C{proto} closed."""
+        self.total -= self._charged.pop(proto, 0)
+        self.paused.discard(proto)
+        if self.paused and self.total < self.limit * RESUME_AT:
+            self._resume_all()
+
+    def _resume_all(self) -> None:
+        paused = sorted(self.paused, key=lambda p: self._charged.get(p, 0))
+        self.paused.clear()
+        if self._recheck is not None and self._recheck.active():
+            self._recheck.cancel()
+        self._recheck = None
+        for proto in paused:  # lightest first
+            proto._pause_reading("budget", False)
+
+    def _recount(self) -> None:
+        self._recheck = None
+        self.total = 0
+        for proto in list(self._charged):
+            held = 0 if proto._closed else proto.held_bytes
+            self._charged[proto] = held
+            self.total += held
+        if self.paused and self.total < self.limit * RESUME_AT:
+            self._resume_all()
+        elif self.paused:
+            self._recheck = self._clock().callLater(RECHECK_EVERY, self._recount)
 
 
 class JSONFactoryBase(Factory):
@@ -53,6 +132,15 @@ class JSONFactoryBase(Factory):
         self.connections_opened = 0
         self.closed_bytes_received = 0
         self.closed_bytes_sent = 0
+        #: The server-wide bound on bytes held (the C{max_buffered} limit).
+        self.budget = MemoryBudget(self.limits.max_buffered, self._reactor)
+
+    def _reactor(self) -> IReactorTime:
+        if self.clock is None:
+            from twisted.internet import reactor
+
+            self.clock = reactor
+        return self.clock
 
     def add_observer(self, observer: RequestObserver) -> None:
         """Watch the requests of connections made from now on."""
@@ -72,5 +160,6 @@ class JSONFactoryBase(Factory):
     def connection_lost(self, proto: JSONProtocol) -> None:
         """Called by each connection once it is gone."""
         self.connections.discard(proto)
+        self.budget.forget(proto)
         self.closed_bytes_received += proto.bytes_received
         self.closed_bytes_sent += proto.bytes_sent

@@ -53,6 +53,9 @@ class Limits:
     call_timeout: float = 0.0
     #: With a token required, how long a new connection has to authenticate.
     auth_timeout: float = 10.0
+    #: Server-wide: input buffered and output queued over all connections of
+    #: a factory; past it the heaviest readers are paused until below 80 %.
+    max_buffered: int = 256 * MiB
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -63,7 +66,14 @@ class Limits:
                 raise ValueError(f"limit {field.name} must not be negative, got {value!r}")
         if not 1 <= self.max_depth <= ORJSON_MAX_DEPTH:
             raise ValueError(f"max_depth must be between 1 and {ORJSON_MAX_DEPTH}, got {self.max_depth}")
-        for name in ("max_line_length", "max_batch", "max_in_flight", "max_unsent", "max_connections"):
+        for name in (
+            "max_line_length",
+            "max_batch",
+            "max_in_flight",
+            "max_unsent",
+            "max_connections",
+            "max_buffered",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"limit {name} must be at least 1")
 
@@ -96,4 +106,5 @@ LIMIT_HELP: dict[str, str] = {
     "shutdown_grace": "seconds in-flight requests get to finish on shutdown",
     "call_timeout": "seconds this side waits for the reply to its own calls (0 = forever)",
     "auth_timeout": "seconds a connection has to authenticate when a token is required",
+    "max_buffered": "bytes buffered and queued over all connections; past it the heaviest readers pause",
 }

@@ -33,6 +33,8 @@ from .service import JSONService, internal_error
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 
+    from .factory import MemoryBudget
+
 __all__ = ["AUTH_METHOD", "CANCEL_METHOD", "CallTimeout", "ConnectionClosed", "JSONProtocol"]
 
 _DEFAULT_LIMITS: Final = Limits()
@@ -56,6 +58,8 @@ class _Host:
         if proto._idle_timer is not None:
             proto._last_active = proto.clock.seconds()  # messages out count as activity
         proto._watch.check()
+        if proto._budget is not None:
+            proto._budget.charge(proto)
 
     @staticmethod
     def pending(result: Any) -> Deferred[Any] | None:
@@ -182,9 +186,11 @@ class JSONProtocol(Caller, LineReceiver):
         self._read_pauses: set[str] = set()
         self._idle_timer: IDelayedCall | None = None
         self._auth_timer: IDelayedCall | None = None
+        self._close_timer: IDelayedCall | None = None
         self._last_active = 0.0
         self._auth = AuthGate(None, self._authenticated, self._auth_failed)
         self._observers: tuple[RequestObserver, ...] = ()
+        self._budget: MemoryBudget | None = None
         #: Default timeout for L{Caller.call} and L{Caller.send}, in seconds (0: none).
         self.call_timeout = limits.call_timeout
         #: Set by L{drain}: new requests are answered -32800.
@@ -252,6 +258,7 @@ class JSONProtocol(Caller, LineReceiver):
                 self._auth_timer = self.clock.callLater(self.limits.auth_timeout, self._auth_too_late)
             self._core.specials[AUTH_METHOD] = self._auth.authenticate
             self._update_gate()
+            self._budget = getattr(factory, "budget", None)
             factory.connection_made(self)
         else:
             self._core.specials[AUTH_METHOD] = self._auth.authenticate
@@ -265,6 +272,8 @@ class JSONProtocol(Caller, LineReceiver):
         framer = self._core.framer
         before = framer.buffered + len(data)
         self._core.receive_data(data)
+        if self._budget is not None:
+            self._budget.charge(self)
         if self._idle_timer is not None and framer.buffered != before:
             # Only whole messages count as activity: a peer trickling
             # the bytes of a line it never ends is idle (slowloris).
@@ -289,7 +298,7 @@ class JSONProtocol(Caller, LineReceiver):
             self._core.deliver_unterminated()  # a classic peer's last reply
         self._closed = True
         self._watch.unregister()
-        for timer in (self._idle_timer, self._auth_timer):
+        for timer in (self._idle_timer, self._auth_timer, self._close_timer):
             if timer is not None and timer.active():
                 timer.cancel()
         why = str(reason.value)
@@ -301,24 +310,40 @@ class JSONProtocol(Caller, LineReceiver):
             factory.connection_lost(self)
 
     def _close(self) -> None:
-        """Close once written output is flushed; the close always completes."""
+        """
+        Close once written output is flushed.  The close always completes:
+        the output watch steps aside first (a paused producer would
+        otherwise take the place of the close in Twisted's C{doWrite}), and
+        a peer that never reads what is left is cut off after the
+        write-stall timeout.
+        """
+        if self._closed or self.transport is None or self._close_timer is not None:
+            return
+        self._watch.unregister()
+        self.transport.loseConnection()
+        stall = self.limits.write_stall_timeout
+        if stall and not self._closed:
+            self._close_timer = self.clock.callLater(stall, self._abort)
+
+    def _abort(self) -> None:
+        self._close_timer = None
         if not self._closed and self.transport is not None:
-            self._watch.unregister()
-            self.transport.loseConnection()
+            self._breached("write_stall_timeout")
+            self.transport.abortConnection()  # type: ignore[attr-defined]
 
     def _check_idle(self) -> None:
         idle = self.limits.idle_timeout
         quiet = self.clock.seconds() - self._last_active
         core = self._core
-        if core.in_flight or self.pending or quiet < idle:
+        if core.busy or self.pending or quiet < idle:
             self._idle_timer = self.clock.callLater(idle - quiet if quiet < idle else idle, self._check_idle)
             return
         # Let the reactor read what already arrived (a stalled process
-        # resumed: SIGSTOP/SIGCONT) before deciding the peer is idle.
-        self._idle_timer = self.clock.callLater(0, self._idle_confirmed, self._last_active)
+        # resumed with SIGCONT runs its timers before its reads) first.
+        self._idle_timer = self.clock.callLater(min(1.0, idle / 10), self._idle_confirmed, self._last_active)
 
     def _idle_confirmed(self, last_active: float) -> None:
-        if self._last_active != last_active or self._core.in_flight or self.pending:
+        if self._last_active != last_active or self._core.busy or self.pending:
             self._idle_timer = self.clock.callLater(self.limits.idle_timeout, self._check_idle)
             return
         self._idle_timer = None

@@ -6,23 +6,29 @@ Pure: no Twisted, no I/O.
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import dataclasses
+import enum
+import gc
 import math
 import subprocess
 import sys
+import time
 from typing import Any
 
+import orjson
 import pytest
 
+from jsonservice import codec
 from jsonservice.codec import (
     EncodeError,
     dumps,
     dumps_line,
     loads,
-    loads_unterminated,
     may_hold_big_int,
 )
 from jsonservice.errors import ParseError, RPCError
-from jsonservice.framing import Framer, LineTooLong
 from jsonservice.limits import ORJSON_MAX_DEPTH
 
 BIG = b"12345678901234567890"  # 20 digits: more than 64 bits, forces the fallback decoder
@@ -521,497 +527,312 @@ def test_dumps_tuple_is_an_array() -> None:
     assert dumps((1, "a")) == b'[1,"a"]'
 
 
-# --- loads_unterminated ------------------------------------------------------------
+# --- numbers that would change: underflow, the int/str conversion limit ----------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"1e-400",
+        b"-1e-400",
+        b"1E-400",
+        b"1.5e-00400",
+        b"2e-324",  # nonzero, rounds to 0.0 (the smallest subnormal is 4.9e-324)
+        b"0.000000000000000001e-306",
+        b'[1, {"a": 1e-400}]',
+        b"[1e-400, " + BIG + b"]",
+        b"0." + b"0" * 400 + b"1",  # no exponent at all: a long run, the fallback
+        b"1e-99999999999999999999",
+    ],
+)
+def test_underflow_is_refused_not_changed(data: bytes) -> None:
+    message = parse_error(data).data
+    assert "underflows to 0.0" in message
+    assert "below the float range" in message
+
+
+def test_underflow_message_names_the_number() -> None:
+    assert parse_error(b"1e-400").data == "number 1e-400 underflows to 0.0: below the float range"
+    long_literal = parse_error(b"0." + b"0" * 100_000 + b"1").data
+    assert len(long_literal) < 200  # a huge literal is cut, not quoted whole
 
 
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
-        (b'{"a": 1}', {"a": 1}),
-        (b"[1, 2]", [1, 2]),
-        (b'"text"', "text"),
-        (b"[]  ", []),
-        (b'{"a":1}\r', {"a": 1}),
-        (b"[" + BIG + b"]", [BIG_VALUE]),
-        (b'{"k": "\\ud83d\\ude00"}', {"k": "😀"}),
+        (b"0e-400", 0.0),
+        (b"0.0e-999", 0.0),
+        (b"-0.0e-400", -0.0),
+        (b"0E-0400", 0.0),
+        (b"5e-324", 5e-324),
+        (b"3e-324", 5e-324),  # rounds to the smallest subnormal: not zero
+        (b"2.2250738585072014e-308", 2.2250738585072014e-308),
+        (b"0.000000000000000001e-305", 1e-323),
+        (b"1e-5", 1e-5),
+        (b"[1e-300, " + BIG + b"]", [1e-300, BIG_VALUE]),
+        (b'"1e-400"', "1e-400"),  # a string, not a number
+        (b'["x1e-400", 0.0]', ["x1e-400", 0.0]),
     ],
 )
-def test_loads_unterminated_complete(data: bytes, expected: Any) -> None:
-    complete, value = loads_unterminated(data)
-    assert complete is True
+def test_zeros_and_subnormals_are_kept(data: bytes, expected: Any) -> None:
+    value = loads(data)
     assert value == expected
+    if isinstance(expected, float):
+        assert math.copysign(1.0, value) == math.copysign(1.0, expected)
+
+
+def test_underflow_check_keeps_common_lines_on_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a literal that could underflow costs the slower exact decoder."""
+
+    def no_fallback(data: bytes, max_depth: int) -> Any:
+        raise AssertionError(f"fallback used for {data!r}")
+
+    monkeypatch.setattr(codec, "_loads_exact", no_fallback)
+    for data in [
+        b'{"jsonrpc":"2.0","method":"time-out","params":["re-use", "page-123", 1e-5, 2.5E-99],"id":1}',
+        b'["release-2024", "e-400", 1e-99]',
+    ]:
+        assert loads(data) == orjson.loads(data)
+
+
+DIGIT_LIMIT = sys.get_int_max_str_digits()
+
+
+def test_the_interpreter_limit_is_the_default() -> None:
+    """The premise of the tests below: nothing raised or removed the limit."""
+    assert DIGIT_LIMIT == 4300
+
+
+@pytest.mark.parametrize("sign", [b"", b"-"])
+def test_integers_up_to_the_digit_limit_are_exact(sign: bytes) -> None:
+    text = sign + b"7" * DIGIT_LIMIT
+    number = int(text)
+    assert loads(text) == number
+    assert loads(b"[" + text + b', "x"]') == [number, "x"]
+    assert dumps(number) == text
+    assert loads(dumps({"n": [number]})) == {"n": [number]}
+
+
+@pytest.mark.parametrize("sign", [b"", b"-"])
+def test_integers_past_the_digit_limit_are_refused_naming_it(sign: bytes) -> None:
+    message = parse_error(sign + b"1" * 5000).data
+    assert message == "integer of 5000 digits exceeds the 4300-digit limit"
+    assert "set_int_max_str_digits" not in message  # CPython's advice is not ours
+    assert "4301 digits" in parse_error(b'{"n": [' + sign + b"1" * 4301 + b"]}").data
+    assert sys.get_int_max_str_digits() == DIGIT_LIMIT  # never raised, not even for a moment
+
+
+@pytest.mark.parametrize("dump", [dumps, dumps_line], ids=["dumps", "dumps_line"])
+@pytest.mark.parametrize(
+    "value",
+    [10**4300, -(10**4300), [1, {"k": 10**5000}], {10**4300: 1}],
+    ids=["4301-digits", "negative", "nested", "key"],
+)
+def test_dumps_refuses_integers_past_the_digit_limit_naming_it(dump: Any, value: Any) -> None:
+    with pytest.raises(EncodeError, match="exceeds the 4300-digit limit") as info:
+        dump(value)
+    assert "set_int_max_str_digits" not in str(info.value)
+
+
+def test_digit_limit_follows_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The limit is read at each call; the codec itself never changes it."""
+    monkeypatch.setattr(codec, "_int_digit_limit", lambda: 25)
+    assert loads(b"1" * 25) == int(b"1" * 25)
+    assert parse_error(b"-" + b"1" * 26).data == "integer of 26 digits exceeds the 25-digit limit"
+
+
+# --- invalid UTF-8 is named, with its byte offset, on both paths -----------------------
 
 
 @pytest.mark.parametrize(
-    "data",
+    ("data", "offset"),
     [
-        b"",
-        b" ",
-        b"{",
-        b'{"a"',
-        b'{"a":',
-        b'{"a": [1, 2',
-        b'{"a": [1, 2]',
-        b'"abc',
-        b'"abc\\',
-        b'"\\u00',
-        b'["\\ud800',
-        b"[-",
-        b"[t",
-        b"[1.",
-        b"[1e",
-        b"[" + BIG,
-        b'{"x": {"y": 1}',
+        (b'"\xff"', 1),
+        (b"\xff", 0),
+        (b'["a", "\xc3"]', 7),
+        (b'"\xed\xa0\x80"', 1),  # a surrogate encoded in UTF-8 is not UTF-8
+        ('["é😀", "'.encode() + b'\xff"]', 12),
+        (b"[1] \x80", 4),
     ],
 )
-def test_loads_unterminated_prefix(data: bytes) -> None:
-    assert loads_unterminated(data) == (False, None)
+@pytest.mark.parametrize("path", ["orjson", "fallback"])
+def test_invalid_utf8_is_named_with_its_byte_offset(data: bytes, offset: int, path: str) -> None:
+    if path == "fallback":
+        data = BIG + b"," + data  # a long digit run first: the exact decoder
+        offset += len(BIG) + 1
+        assert may_hold_big_int(data)
+    message = parse_error(data).data
+    assert message.startswith(f"invalid UTF-8 at byte {offset} (")
+    assert "surrogate" not in message
 
 
-def test_loads_unterminated_prefix_with_non_ascii() -> None:
-    """A prefix holding non-ASCII text is still only a prefix (not invalid)."""
-    assert loads_unterminated('{"name": "é", "x": {"y": 1}'.encode()) == (False, None)
-    assert loads_unterminated('["é"'.encode()) == (False, None)
+# --- NaN and infinities are refused wherever orjson would write null -------------------
 
 
-def test_loads_unterminated_prefix_ending_inside_a_utf8_sequence() -> None:
-    """A chunk may end in the middle of a multi-byte character."""
-    assert loads_unterminated(b'["\xc3') == (False, None)
-    assert loads_unterminated(b'["\xf0\x9f\x98') == (False, None)
+class FloatEnum(float, enum.Enum):
+    NAN = float("nan")
 
 
-@pytest.mark.parametrize(
-    "data",
-    [
-        b"[1] x",
-        b"[1]]",
-        b'{"a" 1}',
-        b"NaN",
-        b"[NaN",
-        b"[1e400]",
-        b'"\xff"',
-        b'["\xff',
-        b'["\\ud800"]',
-        b'"a\x01',
-        b"[tx",
-        b"[1,,",
-        b"[" * 1025,
-        nested_arrays(1025),
-        b"[" + BIG + b"] x",
-        b'["\\ud800", ' + BIG + b"]",
-    ],
-)
-def test_loads_unterminated_invalid(data: bytes) -> None:
-    with pytest.raises(ParseError) as info:
-        loads_unterminated(data)
-    assert info.value.data
+class PlainEnum(enum.Enum):
+    NAN = float("nan")
+    INF_IN_TUPLE = (1, float("inf"))
 
 
-def test_loads_unterminated_applies_max_depth() -> None:
-    assert loads_unterminated(nested_arrays(3), 3) == (True, [[[1]]])
-    with pytest.raises(ParseError, match="Parse error"):
-        loads_unterminated(nested_arrays(4), 3)
-
-
-def test_loads_unterminated_every_prefix_of_a_document() -> None:
-    doc = b'{"a": [1, 2.5e3, "x\\u00e9\\"y", true, false, null, {"b": -0}], "c": [' + BIG + b"]}"
-    for end in range(len(doc)):
-        assert loads_unterminated(doc[:end]) == (False, None), doc[:end]
-    assert loads_unterminated(doc) == (True, loads(doc))
-
-
-# --- Framer: splitting ------------------------------------------------------------
-
-
-def feed_all(framer: Framer, chunks: list[bytes]) -> list[bytes | LineTooLong]:
-    out: list[bytes | LineTooLong] = []
-    for chunk in chunks:
-        out.extend(framer.feed(chunk))
-    return out
-
-
-STREAM = b'{"a":1}\n[2]\r\n\n"three"\n\r\n4\n'
-STREAM_LINES = [b'{"a":1}', b"[2]\r", b"", b'"three"', b"\r", b"4"]
-
-
-def test_framer_whole_stream() -> None:
-    framer = Framer(100)
-    assert framer.feed(STREAM) == STREAM_LINES
-    assert framer.buffered == 0
-    assert framer.partial == b""
-
-
-def test_framer_every_two_way_split() -> None:
-    for cut in range(len(STREAM) + 1):
-        framer = Framer(100)
-        assert feed_all(framer, [STREAM[:cut], STREAM[cut:]]) == STREAM_LINES, cut
-
-
-def test_framer_every_three_way_split() -> None:
-    for first in range(len(STREAM) + 1):
-        for second in range(first, len(STREAM) + 1):
-            framer = Framer(100)
-            chunks = [STREAM[:first], STREAM[first:second], STREAM[second:]]
-            assert feed_all(framer, chunks) == STREAM_LINES, chunks
-
-
-def test_framer_byte_by_byte() -> None:
-    framer = Framer(100)
-    assert feed_all(framer, [STREAM[i : i + 1] for i in range(len(STREAM))]) == STREAM_LINES
-
-
-def test_framer_partial_is_kept_until_newline() -> None:
-    framer = Framer(100)
-    assert framer.feed(b'{"a"') == []
-    assert framer.partial == b'{"a"'
-    assert framer.buffered == 4
-    assert framer.feed(b":1}") == []
-    assert framer.buffered == 7
-    assert framer.feed(b"\n[") == [b'{"a":1}']
-    assert framer.partial == b"["
-    assert framer.buffered == 1
-
-
-def test_framer_crlf_split_between_chunks() -> None:
-    framer = Framer(100)
-    assert framer.feed(b"[1]\r") == []
-    assert framer.feed(b"\n") == [b"[1]\r"]
-    assert loads(b"[1]\r") == [1]
-
-
-def test_framer_blank_lines_passed_through() -> None:
-    framer = Framer(100)
-    assert framer.feed(b"\n\n\r\n") == [b"", b"", b"\r"]
-
-
-def test_framer_empty_feed() -> None:
-    framer = Framer(100)
-    assert framer.feed(b"") == []
-    framer.feed(b"ab")
-    assert framer.feed(b"") == []
-    assert framer.partial == b"ab"
-
-
-# --- Framer.may_hold_big_int ---------------------------------------------------------
-
-HUGE = b"98765432109876543210"  # past 2**64: orjson would make it a float
-
-
-def test_framer_big_int_flag_false_for_small_numbers() -> None:
-    framer = Framer(100)
-    assert framer.feed(b"[1, 123456789012345678]\n") == [b"[1, 123456789012345678]"]
-    assert framer.may_hold_big_int is False
-
-
-def test_framer_big_int_flag_in_one_chunk() -> None:
-    framer = Framer(100)
-    lines = framer.feed(b"[" + HUGE + b"]\n")
-    assert framer.may_hold_big_int is True
-    assert loads(lines[0], check_big_int=framer.may_hold_big_int) == [98765432109876543210]
-
-
-def test_framer_big_int_flag_across_a_chunk_boundary() -> None:
-    framer = Framer(100)
-    assert framer.feed(b"[" + HUGE[:10]) == []
-    lines = framer.feed(HUGE[10:] + b"]\n")
-    assert framer.may_hold_big_int is True
-    assert loads(lines[0], check_big_int=framer.may_hold_big_int) == [98765432109876543210]
-
-
-def test_framer_big_int_flag_when_the_number_came_in_an_earlier_chunk() -> None:
-    """The line is completed by a chunk with no digits; the big int came before."""
-    framer = Framer(100)
-    assert framer.feed(b"[" + HUGE) == []
-    lines = framer.feed(b"]\n")
-    assert lines == [b"[" + HUGE + b"]"]
-    assert framer.may_hold_big_int is True
-    value = loads(lines[0], check_big_int=framer.may_hold_big_int)
-    assert value == [98765432109876543210]
-    assert type(value[0]) is int
-
-
-def test_framer_big_int_flag_with_unread_lines() -> None:
-    framer = Framer(100)
-    lines = framer.feed(b"[" + HUGE + b"]\n")
-    framer.unread(lines)
-    assert framer.feed(b"") == lines
-    assert framer.may_hold_big_int is True
-
-
-# --- Framer: line-length limit ------------------------------------------------------
-
-
-def test_framer_line_at_limit_is_accepted() -> None:
-    framer = Framer(5)
-    assert framer.feed(b"12345\n") == [b"12345"]
-    assert framer.feed(b"123") == []
-    assert framer.feed(b"45") == []
-    assert framer.feed(b"\n") == [b"12345"]
-
-
-def test_framer_long_line_in_one_chunk() -> None:
-    framer = Framer(5)
-    assert framer.feed(b"ok\n123456\nnext\n") == [b"ok", LineTooLong(5), b"next"]
-    assert framer.buffered == 0
-
-
-def test_framer_long_lines_back_to_back() -> None:
-    framer = Framer(3)
-    assert framer.feed(b"aaaa\nbbbb\nc\n") == [LineTooLong(3), LineTooLong(3), b"c"]
-
-
-def test_framer_long_tail_after_complete_lines() -> None:
-    """The long line starts in a chunk that also completes other lines."""
-    framer = Framer(5)
-    assert framer.feed(b"ok\n1234567") == [b"ok", LineTooLong(5)]
-    assert framer.buffered == 0
-    assert framer.feed(b"89") == []
-    assert framer.feed(b"0\nnext\n") == [b"next"]
-
-
-def test_framer_long_line_over_many_chunks_reported_once() -> None:
-    framer = Framer(5)
-    events = [framer.feed(b"123") for _ in range(6)]
-    events.append(framer.feed(b"456\nnext\n"))
-    events.append(framer.feed(b"after\n"))
-    flat = [event for chunk in events for event in chunk]
-    assert flat == [LineTooLong(5), b"next", b"after"]
-    assert events[1] == [LineTooLong(5)]  # reported as soon as it is known
-
-
-def test_framer_long_line_without_newline_then_resync() -> None:
-    framer = Framer(5)
-    first = list(framer.feed(b"1234567"))
-    second = list(framer.feed(b"89\nab\n"))
-    assert first == [LineTooLong(5)]
-    assert second == [b"ab"]
-
-
-def test_framer_feed_results_are_independent_lists() -> None:
-    """A list returned by feed() is the caller's: later feeds do not change it."""
-    framer = Framer(5)
-    first = framer.feed(b"1234567")
-    snapshot = list(first)
-    framer.feed(b"\nab\n")
-    assert first == snapshot
-
-
-def test_framer_long_line_resync_when_newline_is_the_next_byte() -> None:
-    framer = Framer(5)
-    assert feed_all(framer, [b"123456", b"\n", b"ok\n"]) == [LineTooLong(5), b"ok"]
-
-
-def test_framer_limit_on_partial_without_newline() -> None:
-    framer = Framer(5)
-    assert framer.feed(b"12345") == []
-    assert framer.partial == b"12345"
-    assert framer.feed(b"6") == [LineTooLong(5)]
-    assert framer.buffered == 0
-    assert framer.unterminated(force=True) is None
-
-
-def test_line_too_long_value_semantics() -> None:
-    assert LineTooLong(5) == LineTooLong(5)
-    assert LineTooLong(5) != LineTooLong(6)
-    assert LineTooLong(5) != 5
-    assert hash(LineTooLong(5)) == hash(LineTooLong(5))
-    assert repr(LineTooLong(7)) == "LineTooLong(7)"
-    assert LineTooLong(9).limit == 9
-
-
-# --- Framer: unread --------------------------------------------------------------
-
-
-def test_framer_unread_returns_lines_first() -> None:
-    framer = Framer(100)
-    lines = framer.feed(b"a\nb\nc\n")
-    assert lines == [b"a", b"b", b"c"]
-    framer.unread(lines[1:])
-    assert framer.feed(b"d\n") == [b"b", b"c", b"d"]
-    assert framer.feed(b"e\n") == [b"e"]
-
-
-def test_framer_unread_then_empty_feed() -> None:
-    framer = Framer(100)
-    framer.unread([b"x"])
-    assert framer.feed(b"") == [b"x"]
-    assert framer.feed(b"") == []
-
-
-def test_framer_unread_keeps_order_and_events() -> None:
-    framer = Framer(3)
-    framer.unread([b"c"])
-    framer.unread([b"a", LineTooLong(3)])
-    assert framer.feed(b"par") == [b"a", LineTooLong(3), b"c"]
-    assert framer.partial == b"par"
-
-
-def test_framer_unread_with_long_line_in_new_data() -> None:
-    framer = Framer(3)
-    framer.unread([b"x"])
-    assert framer.feed(b"toolong") == [b"x", LineTooLong(3)]
-    assert framer.feed(b"\ny\n") == [b"y"]
-
-
-def test_framer_unread_while_discarding() -> None:
-    framer = Framer(3)
-    assert framer.feed(b"toolong") == [LineTooLong(3)]
-    framer.unread([b"x"])
-    assert framer.feed(b"more") == [b"x"]
-    assert framer.feed(b"\ny\n") == [b"y"]
-
-
-# --- Framer: unterminated candidates -----------------------------------------------
-
-
-@pytest.mark.parametrize("data", [b'{"a":1}', b"[1]", b'"s"', b'{"a":1}  ', b"[1]\r", b'{"a":1} \t'])
-def test_unterminated_candidate(data: bytes) -> None:
-    framer = Framer(100)
-    assert framer.feed(data) == []
-    assert framer.unterminated() == data
-
-
-@pytest.mark.parametrize("data", [b"", b"  ", b"\r", b"123", b"true", b"null", b'{"a":1', b'{"a":', b"[1,"])
-def test_unterminated_not_a_candidate(data: bytes) -> None:
-    framer = Framer(100)
-    framer.feed(data)
-    assert framer.unterminated() is None
-    assert framer.unterminated(force=True) is None
-    assert framer.retry_pending is False
-
-
-def test_unterminated_after_complete_lines() -> None:
-    framer = Framer(100)
-    assert framer.feed(b'[1]\n{"b":2}') == [b"[1]"]
-    assert framer.unterminated() == b'{"b":2}'
-
-
-def test_unterminated_doubling_backoff() -> None:
-    framer = Framer(1000)
-    framer.feed(b"[1]")  # 3 bytes: offered, next offer at 6
-    assert framer.unterminated() == b"[1]"
-    assert framer.retry_pending is False
-    framer.feed(b"]")  # 4 bytes: held back
-    assert framer.unterminated() is None
-    assert framer.retry_pending is True
-    framer.feed(b"]")  # 5 bytes: still held back
-    assert framer.unterminated() is None
-    assert framer.retry_pending is True
-    framer.feed(b"]")  # 6 bytes: doubled, offered again; next at 12
-    assert framer.unterminated() == b"[1]]]]"
-    assert framer.retry_pending is False
-    framer.feed(b"]" * 5)  # 11 bytes
-    assert framer.unterminated() is None
-    framer.feed(b"]")  # 12 bytes
-    assert framer.unterminated() == b"[1]" + b"]" * 9
-
-
-def test_unterminated_backoff_counts_offers_not_calls() -> None:
-    """A held-back call does not move the next offer further away."""
-    framer = Framer(1000)
-    framer.feed(b"[10]")  # 4 bytes; next at 8
-    assert framer.unterminated() == b"[10]"
-    for _ in range(3):
-        framer.feed(b" ")
-        assert framer.unterminated() is None
-    framer.feed(b" ")  # 8 bytes
-    assert framer.unterminated() == b"[10]    "
-
-
-def test_unterminated_is_linear_over_many_chunks() -> None:
-    """Offers over a growing buffer total O(n) bytes, not O(n^2)."""
-    framer = Framer(10**7)
-    offered = offers = 0
-    for _ in range(20_000):
-        framer.feed(b"[1]")  # every chunk ends like a complete value
-        candidate = framer.unterminated()
-        if candidate is not None:
-            offers += 1
-            offered += len(candidate)
-    assert framer.buffered == 60_000
-    assert offered <= 2 * framer.buffered
-    assert offers <= 16
-
-
-def test_retry_pending_and_force() -> None:
-    framer = Framer(1000)
-    framer.feed(b'{"a":')
-    assert framer.unterminated() is None  # not a candidate: no offer, no backoff
-    assert framer.retry_pending is False
-    framer.feed(b"[1]")
-    assert framer.unterminated() == b'{"a":[1]'  # 8 bytes; next at 16
-    framer.feed(b"}")
-    assert framer.unterminated() is None
-    assert framer.retry_pending is True
-    assert framer.unterminated(force=True) == b'{"a":[1]}'
-    assert framer.retry_pending is False  # 9 bytes were just tried
-    framer.feed(b" ")
-    assert framer.retry_pending is True  # 10 bytes, ends with "}" once stripped
-    framer.feed(b"x")
-    assert framer.retry_pending is False  # does not end like a complete value
-    assert framer.unterminated(force=True) is None
-
-
-def test_newline_resets_backoff() -> None:
-    framer = Framer(1000)
-    framer.feed(b"[1000]")
-    assert framer.unterminated() == b"[1000]"  # next at 12
-    assert framer.feed(b"\n[2]") == [b"[1000]"]
-    assert framer.unterminated() == b"[2]"
-
-
-def test_unterminated_none_while_discarding() -> None:
-    framer = Framer(4)
-    assert framer.feed(b'["abcdef"]') == [LineTooLong(4)]
-    assert framer.unterminated() is None
-    assert framer.unterminated(force=True) is None
-    assert framer.retry_pending is False
-
-
-# --- Framer: take_partial ----------------------------------------------------------
-
-
-def test_take_partial() -> None:
-    framer = Framer(100)
-    framer.feed(b'[1]\n{"a":2}')
-    assert framer.unterminated() == b'{"a":2}'
-    assert framer.take_partial() == b'{"a":2}'
-    assert framer.buffered == 0
-    assert framer.unterminated(force=True) is None
-    assert framer.feed(b"[3]\n") == [b"[3]"]
-
-
-def test_take_partial_resets_backoff() -> None:
-    framer = Framer(100)
-    framer.feed(b"[100]")
-    assert framer.unterminated() == b"[100]"  # next at 10
-    framer.take_partial()
-    framer.feed(b"[2]")
-    assert framer.unterminated() == b"[2]"
-
-
-def test_take_partial_discard_rest() -> None:
-    framer = Framer(100)
-    framer.feed(b'{"a": x}')
-    assert framer.take_partial(discard_rest=True) == b'{"a": x}'
-    assert framer.feed(b"rest of the bad line") == []
-    assert framer.unterminated(force=True) is None
-    assert framer.feed(b' still bad"]}\n[4]\n') == [b"[4]"]
-    assert framer.feed(b"[5]") == []
-    assert framer.unterminated() == b"[5]"
-
-
-def test_take_partial_discard_rest_when_next_byte_is_newline() -> None:
-    framer = Framer(100)
-    framer.feed(b"[1] x")
-    framer.take_partial(discard_rest=True)
-    assert framer.feed(b"\n[2]\n") == [b"[2]"]
-
-
-def test_take_partial_empty() -> None:
-    framer = Framer(100)
-    assert framer.take_partial() == b""
-    assert framer.feed(b"a\n") == [b"a"]
+@dataclasses.dataclass
+class Box:
+    value: Any
+    _private: Any = 0.0
+
+
+@dataclasses.dataclass(slots=True)
+class SlotBox:
+    value: Any
+
+
+class MyDict(dict[Any, Any]):
+    pass
+
+
+class MyList(list[Any]):
+    pass
+
+
+NAN = float("nan")
+INF = float("inf")
+
+NON_FINITE_ANYWHERE = [
+    pytest.param((1, NAN), id="tuple"),
+    pytest.param(((INF,),), id="tuple-in-tuple"),
+    pytest.param(collections.OrderedDict(a=NAN), id="ordered-dict"),
+    pytest.param(MyDict(a=[-INF]), id="dict-subclass"),
+    pytest.param(MyList([NAN]), id="list-subclass"),
+    pytest.param(Box(NAN), id="dataclass"),
+    pytest.param(SlotBox(INF), id="slots-dataclass"),
+    pytest.param(Box((1, {"a": SlotBox([NAN])})), id="dataclass-tuple-dict-dataclass"),
+    pytest.param([{"a": (Box(NAN),)}], id="list-dict-tuple-dataclass"),
+    pytest.param(collections.OrderedDict(a=Box(-INF)), id="ordered-dict-dataclass"),
+    pytest.param(FloatEnum.NAN, id="float-enum"),
+    pytest.param(PlainEnum.NAN, id="enum-value"),
+    pytest.param({"k": PlainEnum.INF_IN_TUPLE}, id="enum-tuple-value"),
+    pytest.param({NAN: 1}, id="nan-key"),
+    pytest.param({INF: 1}, id="inf-key"),
+    pytest.param((2**70, Box(NAN)), id="big-int-tuple-dataclass"),
+    pytest.param([2**70, collections.OrderedDict(a=NAN)], id="big-int-ordered-dict"),
+    pytest.param([2**70, PlainEnum.NAN], id="big-int-enum"),
+]
+
+
+@pytest.mark.parametrize("dump", [dumps, dumps_line], ids=["dumps", "dumps_line"])
+@pytest.mark.parametrize("value", NON_FINITE_ANYWHERE)
+def test_dumps_refuses_non_finite_in_any_container(dump: Any, value: Any) -> None:
+    with pytest.raises(EncodeError, match="NaN and infinities cannot be written as JSON"):
+        dump(value)
+
+
+def test_dumps_writes_what_orjson_writes_of_dataclasses() -> None:
+    """Only what orjson writes is checked (and written), big integer or not."""
+    box = Box(1.5, _private=NAN)  # orjson leaves out "_" names: nothing to refuse
+    assert dumps(box) == b'{"value":1.5}'
+    assert dumps([box, 2**70]) == b'[{"value":1.5},1180591620717411303424]'
+    assert dumps((SlotBox(None), None)) == b'[{"value":null},null]'
+
+
+def test_non_finite_walk_only_when_null_is_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cheap guard stays: output without null costs no walk over the value."""
+    calls: list[Any] = []
+
+    def spy(value: Any) -> bool:
+        calls.append(value)
+        return False
+
+    monkeypatch.setattr(codec, "_has_non_finite", spy)
+    assert dumps((1.5, Box(2.5), collections.OrderedDict(a=[3.5]))) == b'[1.5,{"value":2.5},{"a":[3.5]}]'
+    assert calls == []
+    dumps((None,))
+    assert calls == [(None,)]
+
+
+# --- every input decodes in linear time -------------------------------------------------
+
+
+def _fill(unit: bytes, size: int, head: bytes = b"", tail: bytes = b"") -> bytes:
+    return head + unit * max(1, (size - len(head) - len(tail)) // len(unit)) + tail
+
+
+#: Worst cases for each step on the path (regular expressions, the nesting
+#: check, string checks, number conversion, error positions), each built at
+#: a given size.  The first is the reported one: 40 KB took 6.3 s.
+WORST_CASES = {
+    "escaped-quotes-unclosed-fallback": lambda n: _fill(b'\\"', n, b"[" + BIG + b',"'),
+    "escaped-quotes-closed-fallback": lambda n: _fill(b'\\"', n, b"[" + BIG + b',"', b'"]'),
+    "escaped-quotes-unclosed-orjson": lambda n: _fill(b'\\"', n, b'["'),
+    "escaped-backslashes-unclosed": lambda n: _fill(b"\\\\", n, b"[" + BIG + b',"'),
+    "empty-strings": lambda n: _fill(b'"",', n, b"[" + BIG + b",", b"1]"),
+    "unclosed-after-many-strings": lambda n: _fill(b'"ab",', n, b"[" + BIG + b",", b'"'),
+    "brackets-in-strings": lambda n: _fill(b'"[[{{",', n, b"[" + BIG + b",", b"1]"),
+    "deep-arrays-orjson": lambda n: _fill(b"[", n),
+    "deep-arrays-fallback": lambda n: _fill(b"[", n, BIG),
+    "deep-objects-fallback": lambda n: _fill(b'{"a":', n, BIG),
+    "sibling-arrays-fallback": lambda n: _fill(b"[],", n, b"[" + BIG + b",", b"1]"),
+    "surrogate-pairs-fallback": lambda n: _fill(b"\\ud83d\\ude00", n, b"[" + BIG + b',"', b'"]'),
+    "surrogate-pairs-orjson": lambda n: _fill(b"\\ud83d\\ude00", n, b'["', b'"]'),
+    "lone-surrogate-last": lambda n: _fill(b'"\\ud83d\\ude00",', n, b"[" + BIG + b",", b'"\\ud800"]'),
+    "long-digit-run": lambda n: _fill(b"1", n),
+    "many-4300-digit-ints": lambda n: _fill(b"7" * 4300 + b",", n, b"[", b"1]"),
+    "long-fraction": lambda n: _fill(b"1", n, b"1."),
+    "underflow-long-zeros": lambda n: _fill(b"0", n, b"0.", b"1"),
+    "many-small-exponents": lambda n: _fill(b"5e-324,", n, b"[", b"1]"),
+    "e-dash-in-strings": lambda n: _fill(b'"x1e-123",', n, b"[", b"1]"),
+    "e-dash-after-letters": lambda n: _fill(b'"page-100",', n, b"[", b"1]"),
+    "e-dash-zero-runs": lambda n: _fill(b'"E-0000000000",', n, b"[", b"1]"),
+    "dashes": lambda n: _fill(b"-", n, b'"', b'"'),
+    "non-ascii-error-orjson": lambda n: _fill("é".encode(), n, b'["', b'", x]'),
+    "non-ascii-error-fallback": lambda n: _fill("é".encode(), n, b"[" + BIG + b',"', b'", x]'),
+    "non-ascii-bad-utf8-orjson": lambda n: _fill("é".encode(), n, b'["', b'\xff"]'),
+    "non-ascii-bad-utf8-fallback": lambda n: _fill("é".encode(), n, b"[" + BIG + b',"', b'\xff"]'),
+    "many-ints-nan-last": lambda n: _fill(b"1,", n, b"[" + BIG + b",", b"NaN]"),
+    "many-keys": lambda n: _fill(b'"k":1,', n, b"{", b'"z":' + BIG + b"}"),
+}
+
+
+def _best_time(data: bytes, rounds: int) -> float:
+    """Best of C{rounds} timings of L{loads}, the garbage collector held off."""
+    best = math.inf
+    gc.collect()
+    gc.disable()  # its passes depend on the whole test session's heap, not on data
+    try:
+        for _ in range(rounds):
+            start = time.perf_counter()
+            with contextlib.suppress(ParseError):
+                loads(data)
+            best = min(best, time.perf_counter() - start)
+    finally:
+        gc.enable()
+    return best
+
+
+@pytest.mark.parametrize("make", list(WORST_CASES.values()), ids=list(WORST_CASES))
+def test_decoding_is_linear(make: Any) -> None:
+    """
+    Ten times the input takes about ten times as long, not a hundred.  The
+    ratio bound leaves room for caches (1 MB and its copies outgrow them:
+    up to x30 measured on a loaded machine) and noise; the absolute bound
+    is generous (before the fix, the first case took about an hour at 1 MB).
+    """
+    small, large = make(100_000), make(1_000_000)
+    for _ in range(3):  # a busy machine can spoil one measurement
+        small_time, large_time = _best_time(small, 5), _best_time(large, 2)
+        if large_time < 2.0 and large_time < 40 * small_time:
+            break
+    assert large_time < 2.0
+    assert large_time / small_time < 40, (small_time, large_time)
+
+
+def test_the_reported_case_is_fast() -> None:
+    """The attack as reported: 40 KB took 6.3 s."""
+    data = b"[" + BIG + b',"' + b'\\"' * 20_000
+    assert "Unterminated string" in parse_error(data).data
+    assert _best_time(data, 1) < 0.05
 
 
 def test_fallback_encoder_writes_orjson_types_like_orjson() -> None:

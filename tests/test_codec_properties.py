@@ -4,15 +4,16 @@ Property tests for L{jsonservice.codec}: round trips, chunking, robustness.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import math
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jsonservice.codec import dumps, dumps_line, loads, loads_unterminated
+from jsonservice.codec import EncodeError, dumps, dumps_line, loads
 from jsonservice.errors import ParseError
-from jsonservice.framing import Framer, LineTooLong
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -57,93 +58,6 @@ def assert_same(a: Any, b: Any) -> None:
         assert a == b
 
 
-@SETTINGS
-@given(json_values)
-def test_round_trip_through_framer(value: Any) -> None:
-    line = dumps_line(value)
-    assert line.endswith(b"\n")
-    assert line.count(b"\n") == 1
-    assert line == dumps(value) + b"\n"
-    framer = Framer(len(line))
-    lines = framer.feed(line)
-    assert len(lines) == 1
-    assert isinstance(lines[0], bytes)
-    assert_same(loads(lines[0]), value)
-
-
-@SETTINGS
-@given(json_values, st.data())
-def test_round_trip_in_chunks(value: Any, data: st.DataObject) -> None:
-    line = dumps_line(value)
-    cuts = sorted(data.draw(st.lists(st.integers(0, len(line)), max_size=6)))
-    chunks = [line[a:b] for a, b in zip([0, *cuts], [*cuts, len(line)], strict=True)]
-    framer = Framer(len(line))
-    out: list[Any] = []
-    for chunk in chunks:
-        lines = framer.feed(chunk)
-        # as the protocol does: skip the big-int scan when the framer saw none
-        out.extend(loads(line, check_big_int=framer.may_hold_big_int) for line in lines)
-    assert len(out) == 1
-    assert_same(out[0], value)
-
-
-@SETTINGS
-@given(json_values)
-def test_complete_value_is_complete_unterminated(value: Any) -> None:
-    data = dumps(value)
-    complete, decoded = loads_unterminated(data)
-    assert complete is True
-    assert_same(decoded, value)
-
-
-@SETTINGS
-@given(
-    st.one_of(st.lists(json_values, max_size=4), st.dictionaries(text, json_values, max_size=4)), st.data()
-)
-def test_every_prefix_of_a_container_is_a_prefix(value: Any, data: st.DataObject) -> None:
-    """A proper prefix of an array or object text is never complete, never invalid."""
-    encoded = dumps(value)
-    end = data.draw(st.integers(0, len(encoded) - 1))
-    assert loads_unterminated(encoded[:end]) == (False, None)
-
-
-line_bytes = st.binary(max_size=30).map(lambda b: b.replace(b"\n", b""))
-
-
-def split(stream: bytes, cuts: list[int]) -> list[bytes]:
-    cuts = sorted(cuts)
-    return [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
-
-
-@SETTINGS
-@given(st.lists(line_bytes, max_size=8), st.data())
-def test_chunking_does_not_change_lines(lines: list[bytes], data: st.DataObject) -> None:
-    stream = b"".join(line + b"\n" for line in lines)
-    whole = Framer(100).feed(stream)
-    assert whole == lines
-    cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=10))
-    framer = Framer(100)
-    assert [event for chunk in split(stream, cuts) for event in framer.feed(chunk)] == lines
-
-
-@SETTINGS
-@given(st.lists(line_bytes, max_size=8), line_bytes, st.integers(1, 12), st.data())
-def test_chunking_does_not_change_events_with_long_lines(
-    lines: list[bytes], tail: bytes, limit: int, data: st.DataObject
-) -> None:
-    """With a line-length limit, every chunking gives the same lines and events."""
-    stream = b"".join(line + b"\n" for line in lines) + tail
-    expected: list[bytes | LineTooLong] = [
-        line if len(line) <= limit else LineTooLong(limit) for line in lines
-    ]
-    if len(tail) > limit:
-        expected.append(LineTooLong(limit))
-    assert Framer(limit).feed(stream) == expected
-    cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=10))
-    framer = Framer(limit)
-    assert [event for chunk in split(stream, cuts) for event in framer.feed(chunk)] == expected
-
-
 def parse_error_from(function: Any, *args: Any) -> ParseError | None:
     """Call C{function}; return the ParseError it raised (any other error escapes)."""
     try:
@@ -156,10 +70,10 @@ def parse_error_from(function: Any, *args: Any) -> ParseError | None:
 @SETTINGS
 @given(st.binary(max_size=200))
 def test_random_bytes_only_raise_parse_error(data: bytes) -> None:
-    for error in (parse_error_from(loads, data), parse_error_from(loads_unterminated, data)):
-        if error is not None:
-            assert error.code == -32700
-            assert error.data
+    error = parse_error_from(loads, data)
+    if error is not None:
+        assert error.code == -32700
+        assert error.data
 
 
 @SETTINGS
@@ -170,20 +84,117 @@ def test_random_bytes_only_raise_parse_error_in_fallback(data: bytes, max_depth:
         assert error.data
 
 
+BIG = b"12345678901234567890"
+
+
+def depth_of(value: Any) -> int:
+    """Nesting depth: 0 for a scalar, 1 for C{[]}."""
+    if isinstance(value, dict):
+        return 1 + max(map(depth_of, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(depth_of, value), default=0)
+    return 0
+
+
+# Strings full of what could fool a nesting scan: brackets, quotes, backslashes.
+tricky_text = st.text(st.sampled_from('[]{}"\\\\\\u0/:,ab'), max_size=12)
+tricky_values = st.recursive(
+    st.one_of(st.none(), st.integers(-5, 5), tricky_text),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(tricky_text, children, max_size=4),
+    ),
+    max_leaves=30,
+)
+
+
 @SETTINGS
-@given(st.lists(st.binary(max_size=50), max_size=10), st.integers(1, 40))
-def test_framer_never_raises(chunks: list[bytes], limit: int) -> None:
-    framer = Framer(limit)
-    total = 0
-    for chunk in chunks:
-        for event in framer.feed(chunk):
-            assert isinstance(event, (bytes, LineTooLong))
-            if isinstance(event, bytes):
-                assert b"\n" not in event
-                assert len(event) <= limit
-            total += 1
-        assert framer.buffered <= limit
-        candidate = framer.unterminated()
-        assert candidate is None or candidate == framer.partial
-        assert isinstance(framer.retry_pending, bool)
-    assert total <= sum(chunk.count(b"\n") for chunk in chunks) + len(chunks)
+@given(tricky_values, st.integers(1, 12), st.booleans())
+def test_max_depth_is_exact_whatever_the_strings_hold(value: Any, max_depth: int, fallback: bool) -> None:
+    """The nesting check ignores brackets in strings, escaped quotes and all, on both paths."""
+    data = dumps(value)
+    if fallback:
+        data = b"[" + data + b"," + BIG + b"]"
+        value = [value, int(BIG)]
+    if depth_of(value) <= max_depth:
+        assert_same(loads(data, max_depth), value)
+    else:
+        error = parse_error_from(loads, data, max_depth)
+        assert error is not None
+        assert error.data == f"nesting deeper than {max_depth}"
+
+
+@SETTINGS
+@given(json_values)
+def test_fallback_decodes_like_orjson(value: Any) -> None:
+    assert_same(loads(b"[" + dumps(value) + b"," + BIG + b"]")[0], value)
+
+
+@SETTINGS
+@given(
+    st.sampled_from(["", "-"]),
+    st.from_regex(r"\A(0|[1-9][0-9]{0,17})(\.[0-9]{1,17})?\Z"),
+    st.sampled_from(["e", "E"]),
+    st.integers(-420, 320),
+)
+def test_number_literals_are_exact_or_refused(sign: str, mantissa: str, e: str, exponent: int) -> None:
+    """A number decodes as Python's float() reads it, unless it underflows to zero."""
+    text = f"{sign}{mantissa}{e}{exponent}"
+    expected = float(text)
+    nonzero = mantissa.strip("0.") != ""
+    if math.isinf(expected):
+        assert parse_error_from(loads, text.encode()) is not None
+    elif expected == 0.0 and nonzero:
+        error = parse_error_from(loads, text.encode())
+        assert error is not None
+        assert error.data.endswith(" underflows to 0.0: below the float range")
+        if len(text) <= 40:  # longer literals are cut in the message
+            assert error.data == f"number {text} underflows to 0.0: below the float range"
+    else:
+        assert_same(loads(text.encode()), expected)
+        assert_same(loads(b"[" + text.encode() + b"," + BIG + b"]")[0], expected)
+
+
+@SETTINGS
+@given(st.integers(1, 4400), st.sampled_from(["", "-"]), st.integers(1, 9))
+def test_integers_exact_up_to_the_digit_limit(digits: int, sign: str, lead: int) -> None:
+    text = sign + str(lead) + "0" * (digits - 1)
+    if digits <= 4300:
+        assert loads(text.encode()) == int(text)
+        assert dumps(int(text)) == text.encode()
+    else:
+        error = parse_error_from(loads, text.encode())
+        assert error is not None
+        assert error.data == f"integer of {digits} digits exceeds the 4300-digit limit"
+
+
+@dataclasses.dataclass
+class Holder:
+    item: Any
+
+
+def wrappers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Every container orjson writes: tuples, dict subclasses, dataclasses, lists."""
+    return st.one_of(
+        children.map(lambda x: (x,)),
+        children.map(lambda x: collections.OrderedDict(k=x)),
+        children.map(lambda x: {"k": x}),
+        children.map(Holder),
+        children.map(lambda x: [None, x]),
+    )
+
+
+@SETTINGS
+@given(
+    st.recursive(st.sampled_from([math.nan, math.inf, -math.inf]), wrappers, max_leaves=8),
+    st.booleans(),
+)
+def test_non_finite_anywhere_is_refused(value: Any, big: bool) -> None:
+    if big:
+        value = (2**70, value)
+    for dump in (dumps, dumps_line):
+        try:
+            dump(value)
+        except EncodeError:
+            continue
+        raise AssertionError(f"{value!r} was written")

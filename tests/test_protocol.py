@@ -649,6 +649,7 @@ class TestTimeouts:
         clock.advance(9.9)
         assert not transport.disconnecting
         clock.advance(0.1)
+        clock.advance(1)  # the idle check confirms after the reactor read what arrived
         assert transport.disconnecting
 
     def test_idle_timer_restarts_on_activity(self, ctl: Controlled) -> None:
@@ -658,6 +659,7 @@ class TestTimeouts:
         clock.advance(6)
         assert not transport.disconnecting
         clock.advance(4)
+        clock.advance(1)  # the idle check confirms after the reactor read what arrived
         assert transport.disconnecting
 
     def test_idle_timeout_closes_a_peer_trickling_an_unfinished_line(self, ctl: Controlled) -> None:
@@ -670,6 +672,7 @@ class TestTimeouts:
         clock.advance(0.9)
         assert not transport.disconnecting
         clock.advance(0.1)
+        clock.advance(1)  # the idle check confirms after the reactor read what arrived
         assert transport.disconnecting
 
     def test_idle_timeout_spares_busy_connection(self, ctl: Controlled) -> None:
@@ -680,6 +683,7 @@ class TestTimeouts:
         assert not transport.disconnecting
         ctl.fire("busy")
         clock.advance(10)
+        clock.advance(1)  # the idle check confirms after the reactor read what arrived
         assert transport.disconnecting
 
     def test_idle_timeout_spares_connection_waiting_for_its_call(self, ctl: Controlled) -> None:
@@ -949,6 +953,7 @@ class TestConnectionCap:
         proto, transport = self.connect(factory)
         assert proto.limits.idle_timeout == 3
         clock.advance(3)
+        clock.advance(1)  # the idle check confirms after the reactor read what arrived
         assert transport.disconnecting
         proto.connectionLost(Failure(ConnectionDone()))
         assert factory.connections == set()

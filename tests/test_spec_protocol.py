@@ -110,7 +110,22 @@ def test_example_unterminated(example: SpecExample) -> None:
     proto, transport, clock = server_on_string_transport(spec_service())
     proto.dataReceived(example.request.rstrip(b"\n"))
     clock.advance(1)
+    if example.name == "batch_invalid_json":
+        # Its brackets never balance, so the framer cannot tell it is over:
+        # the peer half-closing (or a newline) ends it.
+        assert transport.value() == b""
+        proto.readConnectionLost()
     check_reply(example, transport.value())
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[e.name for e in EXAMPLES])
+def test_example_then_half_close(example: SpecExample) -> None:
+    """A peer that shuts down its sending side after the request gets the same answer, then the close."""
+    proto, transport, _ = server_on_string_transport(spec_service())
+    proto.dataReceived(example.request)
+    proto.readConnectionLost()
+    check_reply(example, transport.value())
+    assert transport.disconnecting
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.name for e in EXAMPLES])
