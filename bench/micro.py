@@ -96,7 +96,7 @@ def measure() -> dict[str, float]:
         got: list[Any] = []
         for _ in range(N):
             client.call("echo", "hello world").addCallback(got.append)
-        first = client._pending._next_id - N
+        first = client._core._next_id - N
         client.dataReceived(
             b"".join(b'{"jsonrpc":"2.0","result":"hello world","id":%d}\n' % (first + i) for i in range(N))
         )
