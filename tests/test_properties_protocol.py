@@ -249,7 +249,8 @@ def test_random_lines_get_one_reply_at_most_each(lines: list[bytes]) -> None:
     wire.feed(data + good_request("after"))
     replies = wire.replies()
     assert replies[-1] == good_result("after")
-    assert len(replies) <= len(lines) + 1
+    # A bare CR ends a line too (CR-only peers).
+    assert len(replies) <= len(lines) + sum(line.count(b"\r") for line in lines) + 1
 
 
 @SETTINGS
