@@ -101,6 +101,13 @@ def read_one_reply(sock: socket.socket, proto: str) -> bytes:
         buf += chunk
 
 
+def probe(host: str, port: int, request: bytes, proto: str) -> bytes:
+    """Send one request on a fresh connection and return its reply (to check it, and its size)."""
+    with _connect(host, port) as sock:
+        sock.sendall(request)
+        return read_one_reply(sock, proto)
+
+
 @dataclass
 class _Conn:
     sock: socket.socket
@@ -119,10 +126,7 @@ def run_throughput(job: dict[str, Any]) -> dict[str, Any]:
     ring, ring_count, length = build_ring(spec, window)
 
     # Probe one request so the reply length is known (AMP replies are counted by length).
-    probe_sock = _connect(host, port)
-    probe_sock.sendall(ring[:length])
-    first_reply = read_one_reply(probe_sock, spec.proto)
-    probe_sock.close()
+    first_reply = probe(host, port, ring[:length], spec.proto)
     reply_len = len(first_reply)
 
     sel = selectors.DefaultSelector()
@@ -248,6 +252,7 @@ def run_throughput(job: dict[str, Any]) -> dict[str, Any]:
     sel.close()
     elapsed = t1 - t0
     return {
+        "loader": "python",
         "replies": counted,
         "bytes": counted_bytes,
         "elapsed": elapsed,
@@ -300,6 +305,7 @@ def run_latency(job: dict[str, Any]) -> dict[str, Any]:
         return samples[min(len(samples) - 1, int(p * len(samples)))] / 1000.0
 
     return {
+        "loader": "python",
         "count": len(samples),
         "p50_us": pct(0.50),
         "p99_us": pct(0.99),

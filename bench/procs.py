@@ -203,6 +203,37 @@ def jsonservice_client_status() -> str | None:
     return None
 
 
+def connection_shares(total: int, workers: int) -> list[int]:
+    """Split ``total`` connections as evenly as possible over ``workers`` load generators."""
+    return [total // workers + (i < total % workers) for i in range(workers)]
+
+
+def merge_spread(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Merge the results of load generators that shared one throughput job: sum the rates.
+
+    ``loader_cpu`` becomes the sum (cores used by all of them); ``loader_peak`` is the busiest
+    one's fraction of its core, which says whether a load generator was the limit.
+    """
+    for r in results:
+        if "error" in r:
+            return r
+    merged = dict(results[0])
+    merged["loader_peak"] = max(r["loader_cpu"] for r in results)
+    if len(results) > 1:
+        for key in ("replies", "bytes", "rate", "loader_cpu"):
+            merged[key] = sum(r[key] for r in results)
+        if merged.get("other_cpu") is not None:  # the other loaders are not "other" load
+            others = sum(r["loader_cpu"] for r in results[1:])
+            merged["other_cpu"] = max(0.0, merged["other_cpu"] - others)
+        merged["errors"] = [e for r in results for e in r["errors"]]
+        for key in ("sent", "received"):
+            if key in merged:
+                merged[key] = sum(r[key] for r in results)
+        if "count_ok" in merged:
+            merged["count_ok"] = all(r["count_ok"] for r in results)
+    return merged
+
+
 class LoaderPool:
     """Load-generator worker processes, pinned away from the servers."""
 
@@ -242,26 +273,11 @@ class LoaderPool:
 
     def spread(self, job: dict[str, Any]) -> dict[str, Any]:
         """Run a throughput job with its connections spread over the workers; sum the rates."""
-        total = int(job["connections"])
-        shares = [
-            total // len(self.workers) + (i < total % len(self.workers)) for i in range(len(self.workers))
-        ]
+        shares = connection_shares(int(job["connections"]), len(self.workers))
         busy = [(w, s) for w, s in zip(self.workers, shares, strict=True) if s > 0]
         for worker, share in busy:
             self._send(worker, {**job, "connections": share})
-        results = [self._receive(worker) for worker, _ in busy]
-        for r in results:
-            if "error" in r:
-                return r
-        merged = dict(results[0])
-        if len(results) > 1:
-            for key in ("replies", "bytes", "rate", "loader_cpu"):
-                merged[key] = sum(r[key] for r in results)
-            if merged.get("other_cpu") is not None:  # the other loaders are not "other" load
-                others = sum(r["loader_cpu"] for r in results[1:])
-                merged["other_cpu"] = max(0.0, merged["other_cpu"] - others)
-            merged["errors"] = [e for r in results for e in r["errors"]]
-        return merged
+        return merge_spread([self._receive(worker) for worker, _ in busy])
 
     def close(self) -> None:
         """Ask the workers to exit."""

@@ -1,12 +1,17 @@
 """The benchmark harness: starts the servers, drives the workloads, writes the results.
 
-``python -m bench [--quick] [--only NAME[,NAME]] [--rounds N] [--duration S]``
+``python -m bench [--quick] [--only NAME[,NAME]] [--rounds N] [--duration S] [--update-latest]``
 
 Every server (jsonservice's twistd plugin and the baselines of :mod:`bench.servers`) runs in
-its own process pinned to one core; the load generator (:mod:`bench.loadgen`) and the client
-workloads run pinned to the other core(s). Each workload is measured in rounds that alternate
-between the servers (A B C A B C ...), and each figure is the median of its rounds, divided by
-the bare LineReceiver echo's figure from the same run.
+its own process pinned to one core; the load generators and the client workloads run pinned to
+the other core(s). Line-protocol throughput and latency are driven by the compiled load
+generator (``bench/loadgen.c``, :mod:`bench.cloadgen`), AMP and idle connections by the Python
+one (:mod:`bench.loadgen`). Each workload is measured in rounds that alternate between the
+servers (A B C A B C ...), and each figure is the median of its rounds, divided by the bare
+LineReceiver echo's figure from the same run.
+
+Results go to ``bench/results/local/`` (git-ignored); ``--update-latest`` also writes the
+tracked ``bench/results/latest.*``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from bench import cloadgen
 from bench.messages import check_reply, units_per_reply
 from bench.procs import (
     HOST,
@@ -45,7 +51,8 @@ from bench.servers import raise_nofile_limit
 from bench.workloads import LABELS, SERVERS, WORKLOADS, Workload, select_workloads
 
 QUIET = 0.2  # busy cores from other processes above which figures are disturbed
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"  # the tracked latest.* (--update-latest)
+LOCAL_DIR = RESULTS_DIR / "local"  # every run's results (git-ignored)
 
 
 @dataclass
@@ -69,6 +76,7 @@ class Config:
     quick: bool
     retries: int
     profile: Path | None = None
+    loader: str = "c"  # "c": the compiled load generator where it applies; "python": never
 
 
 class Harness:
@@ -91,7 +99,34 @@ class Harness:
         self.unavailable: dict[str, str] = {}
         self.client_unavailable: str | None = None
         self.loaders = LoaderPool(config.loaders, self.loader_cpus)
+        self.cloader: cloadgen.CLoader | None = None
+        #: Why the compiled load generator is not used although it was asked for (else None).
+        self.cloader_missing: str | None = None
+        if config.loader == "c":
+            binary, message = cloadgen.build()
+            if binary is None:
+                self.cloader_missing = message
+                self._loud_fallback(message)
+            else:
+                if message:
+                    log(f"compiler warnings for {cloadgen.SOURCE.name}:\n{message}")
+                self.cloader = cloadgen.CLoader(binary, config.loaders, self.loader_cpus, workdir)
         self.results: dict[str, dict[str, Cell]] = {}
+
+    def _loud_fallback(self, why: str) -> None:
+        banner = "!" * 78
+        log(
+            f"{banner}\nC load generator unavailable: {why}\n"
+            "FALLING BACK to the Python load generator (bench/loadgen.py). It tops out near 520k "
+            "lines/s on a\nsmall machine: throughput figures near that and their ratios may be "
+            f"loader-bound.\n{banner}"
+        )
+        self.notes.insert(
+            0,
+            f"**The C load generator was not available ({why}); every figure was driven by the Python "
+            "load generator, which is itself a ceiling near 520k lines/s: ratios near the top may be "
+            "loader-bound (‡).**",
+        )
 
     # -- servers ---------------------------------------------------------------------------
 
@@ -217,13 +252,24 @@ class Harness:
             return False
         return True
 
+    def _drive(self, workload: Workload, name: str, op: str) -> dict[str, Any]:
+        """Run a throughput or latency job on the C load generator if it speaks the protocol."""
+        job = self._job(workload, name, self.servers[name], op)
+        if self.cloader is not None and workload.spec(name).proto == "line":
+            return self.cloader.run(job)
+        return self.loaders.spread(job) if op == "throughput" else self.loaders.one(job)
+
     def _throughput(self, workload: Workload, name: str, cell: Cell) -> None:
-        server = self.servers[name]
-        result = self.loaders.spread(self._job(workload, name, server, "throughput"))
+        result = self._drive(workload, name, "throughput")
         if not self._check(workload, name, result, cell):
             return
         if result["errors"]:
             cell.notes.append(f"during load: {result['errors'][0]}")
+        if result.get("count_ok") is False:
+            cell.notes.append(
+                f"reply count check failed: {result['sent']} requests sent, {result['received']} "
+                "reply lines received"
+            )
         if result["replies"]:
             per_reply = result["bytes"] / result["replies"]
             if abs(per_reply - result["reply_len"]) > 0.05 * result["reply_len"]:
@@ -236,8 +282,7 @@ class Harness:
         cell.rounds.append(result)
 
     def _latency(self, workload: Workload, name: str, cell: Cell) -> None:
-        server = self.servers[name]
-        result = self.loaders.one(self._job(workload, name, server, "latency"))
+        result = self._drive(workload, name, "latency")
         if not self._check(workload, name, result, cell):
             return
         result["value"] = result["p99_us"]
@@ -345,10 +390,13 @@ def summarise(harness: Harness, workloads: list[Workload]) -> list[dict[str, Any
                 "notes": cell.notes,
                 "rounds": cell.rounds,
             }
-            for key in ("p50_us", "loader_cpu", "server_cpu", "other_cpu"):
+            for key in ("p50_us", "loader_cpu", "loader_peak", "server_cpu", "other_cpu"):
                 extra = median_value(workload, cell, key)
                 if extra is not None:
                     entry[key] = extra
+            loaders = sorted({r["loader"] for r in cell.rounds if "loader" in r})
+            if loaders:
+                entry["loader"] = "+".join(loaders)
             if workload.kind == "latency" and floor_cell is not None:
                 p50_floor = median_value(workload, floor_cell, "p50_us")
                 if entry.get("p50_us") is not None and p50_floor:
@@ -396,7 +444,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, help="unmeasured time before each window, seconds")
     parser.add_argument("--idle-connections", type=int, help="default 10,000 (1,000 with --quick)")
     parser.add_argument("--loaders", type=int, help="load-generator processes (default: cores-1, at most 4)")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for latest.json/.md/.png")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=LOCAL_DIR,
+        help="directory for latest.json/.md/.png (default bench/results/local/, git-ignored)",
+    )
+    parser.add_argument(
+        "--update-latest",
+        action="store_true",
+        help="also write the tracked bench/results/latest.json/.md/.png",
+    )
+    parser.add_argument(
+        "--loader",
+        choices=("c", "python"),
+        default="c",
+        help="load generator for line-protocol throughput and latency: the compiled one (default; "
+        "falls back to Python, loudly, without a C compiler) or the Python one (to compare)",
+    )
     parser.add_argument(
         "--wait-quiet",
         type=float,
@@ -448,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
         quick=args.quick,
         retries=max(0, args.retries),
         profile=args.profile.resolve() if args.profile else None,
+        loader=args.loader,
     )
     raise_nofile_limit()
     started = time.monotonic()
@@ -460,7 +526,11 @@ def main(argv: list[str] | None = None) -> int:
     with _workdir() as workdir:
         harness = Harness(config, server_names, workdir)
         try:
-            log(f"servers on CPU {harness.server_cpus}, load on CPU {harness.loader_cpus}; {config}")
+            log(
+                f"servers on CPU {harness.server_cpus}, load on CPU {harness.loader_cpus}; "
+                f"{config.rounds} rounds of {config.duration} s after {config.warmup} s warm-up; "
+                f"load generator: {'C' if harness.cloader else 'Python'}"
+            )
             harness.start_servers()
             harness.run(workloads)
         finally:
@@ -486,18 +556,21 @@ def main(argv: list[str] | None = None) -> int:
             "server_cpus": sorted(harness.server_cpus or []),
             "loader_cpus": sorted(harness.loader_cpus or []),
             "nofile": harness.loaders.nofile,
+            "loader_used": "c" if harness.cloader is not None else "python",
+            "loader_missing": harness.cloader_missing,
             "machine_load_before": round(load_before, 2),
         },
         "servers": {name: LABELS[name] for name in SERVERS if name in server_names},
         "notes": harness.notes,
         "workloads": summarise(harness, workloads),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     markdown = report.markdown(results)
-    (args.out / "latest.md").write_text(markdown)
-    chart = report.chart(results, args.out / "latest.png")
+    for out in dict.fromkeys([args.out, *([RESULTS_DIR] if args.update_latest else [])]):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+        (out / "latest.md").write_text(markdown)
+        chart = report.chart(results, out / "latest.png")
+        log(f"wrote {out / 'latest.json'}, {out / 'latest.md'}" + (f", {chart}" if chart else ""))
     print(markdown)
-    log(f"wrote {args.out / 'latest.json'}, {args.out / 'latest.md'}" + (f", {chart}" if chart else ""))
     log(f"total {results['seconds']}s")
     return 0
