@@ -44,6 +44,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
+from orjson import dumps as _orjson_dumps
 
 from .errors import ParseError
 from .limits import ORJSON_MAX_DEPTH
@@ -374,16 +375,22 @@ def _dumps_exact(value: Any, newline: bool) -> bytes:
     return data + b"\n" if newline else data
 
 
+def _not_orjson(value: Any, exc: orjson.JSONEncodeError, newline: bool) -> bytes:
+    """
+    orjson refused C{value}: integers past 64 bits and nesting past 255
+    levels go to the exact encoder (a value this side accepted is deep at
+    most max_depth, so it can always be echoed); anything else is refused.
+    """
+    if "64-bit" in str(exc) or "Recursion" in str(exc):
+        return _dumps_exact(value, newline)
+    raise EncodeError(str(exc)) from None
+
+
 def _dumps(value: Any, options: int, newline: bool) -> bytes:
     try:
         data = orjson.dumps(value, option=options)
     except orjson.JSONEncodeError as exc:
-        # orjson refuses integers past 64 bits and nesting past 255 levels:
-        # the exact encoder writes both (a value this side accepted is deep
-        # at most max_depth, so it can always be echoed).
-        if "64-bit" in str(exc) or "Recursion" in str(exc):
-            return _dumps_exact(value, newline)
-        raise EncodeError(str(exc)) from None
+        return _not_orjson(value, exc, newline)
     # orjson writes NaN and infinities as null; refuse rather than change
     # them.  Output without "null" cannot hold one, so it costs no walk.
     if value.__class__ not in _NO_FLOATS and data.find(b"null") != -1 and _has_non_finite(value):
@@ -408,6 +415,13 @@ def dumps(value: Any) -> bytes:
 
 def dumps_line(value: Any) -> bytes:
     """
-    Like L{dumps}, with the terminating C{\\n} appended.
+    Like L{dumps}, with the terminating C{\\n} appended.  (The body of
+    L{_dumps}, for the line options: it runs once per reply.)
     """
-    return _dumps(value, _LINE_OPTIONS, True)
+    try:
+        data = _orjson_dumps(value, option=_LINE_OPTIONS)
+    except orjson.JSONEncodeError as exc:
+        return _not_orjson(value, exc, True)
+    if value.__class__ not in _NO_FLOATS and data.find(b"null") != -1 and _has_non_finite(value):
+        raise EncodeError(_NON_FINITE)
+    return data

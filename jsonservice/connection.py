@@ -224,10 +224,23 @@ class Connection:
         #: Where each line goes; a subclass of the host may route it through
         #: an override (C{lineReceived}) that calls L{handle_line} in turn.
         self.line_handler: Callable[[bytes], None] = self.handle_line
-        #: Where each decoded value goes (likewise, C{valueReceived}).
-        self.value_handler: Callable[[Any], None] = self.handle_value
+        self._value_handler: Callable[[Any], None] = self.handle_value
+        self._own_values = True
 
     # -- state -------------------------------------------------------------
+
+    @property
+    def value_handler(self) -> Callable[[Any], None]:
+        """
+        Where each decoded value goes: L{handle_value}, or an override
+        (C{valueReceived}) that calls it in turn.
+        """
+        return self._value_handler
+
+    @value_handler.setter
+    def value_handler(self, handler: Callable[[Any], None]) -> None:
+        self._value_handler = handler
+        self._own_values = handler == self.handle_value
 
     @property
     def in_flight(self) -> int:
@@ -439,6 +452,13 @@ class Connection:
             if line.strip():
                 self._reply_in_order(self._error_line(None, exc))
             return
+        if self._own_values and value.__class__ is dict:
+            # handle_value's first step, without the call: most lines are requests.
+            parts = request_parts(value)
+            if parts is not None:
+                method, params, id_ = parts
+                self._request(method, params, id_)
+                return
         self.value_handler(value)
 
     def _too_long(self, event: LineTooLong) -> None:
@@ -451,7 +471,8 @@ class Connection:
         if value.__class__ is dict:
             parts = request_parts(value)
             if parts is not None:
-                self._request(*parts)
+                method, params, id_ = parts
+                self._request(method, params, id_)
                 return
         message = classify(value, self.limits.max_batch)
         kind = message.__class__
@@ -472,76 +493,84 @@ class Connection:
 
     # -- the one request path ----------------------------------------------
 
-    def _respond(self, method: str | None, params: Any, id_: Any) -> Any:
+    def _call(self, method: str | None, params: Any, id_: Any, batch: _Batch | None, index: int) -> Any:
         """
-        Run the responder for C{method} (L{None}: the plain-message
-        handler): its result, or a pending value for the host.
+        Run one request (C{method} L{None}: a plain message) through the
+        gate and the responder table: its result, or L{_WAITING} when it
+        goes on running as a L{Task} (a batch item's task knows its
+        C{batch} and C{index}).
 
-        @raise RPCError: unknown method, bad params, or what the handler raised.
+        @raise RPCError: unknown method, bad params, what the handler
+            raised, or -32603 for any other exception (logged by the host).
         """
         self.requests_received += 1
-        gate = self.gate
-        respond = gate(method) if gate is not None else None
-        if respond is None:
-            if method is None:
-                respond = self._service.message_responder if self._service is not None else None
-                if respond is None:
-                    raise _no_message_handler(self._service)
-            else:
-                respond = self._table.get(method) or self.specials.get(method)
-                if respond is None:
-                    raise MethodNotFound(data=f"no method named {quote(method)}")
-        return respond(params, id_, self._owner)
-
-    def _start(
-        self, method: str | None, params: Any, id_: Any, batch: _Batch | None = None, index: int = 0
-    ) -> tuple[Any, Any]:
-        """
-        Start a request (C{method} L{None}: a plain message): C{(result,
-        None)}, C{(None, error)}, or C{(task, _WAITING)} when it goes on
-        running (a batch item's task knows its C{batch} and C{index}).
-        """
-        started = time.perf_counter() if self.observe is not None else 0.0
+        observe = self.observe
+        started = time.perf_counter() if observe is not None else 0.0
         try:
-            result = self._respond(method, params, id_)
+            gate = self.gate
+            respond = gate(method) if gate is not None else None
+            if respond is None:
+                if method is None:
+                    respond = self._service.message_responder if self._service is not None else None
+                    if respond is None:
+                        raise _no_message_handler(self._service)
+                else:
+                    respond = self._table.get(method) or self.specials.get(method)
+                    if respond is None:
+                        raise MethodNotFound(data=f"no method named {quote(method)}")
+            result = respond(params, id_, self._owner)
         except RPCError as error:
-            self._observe(method, outcome_of(error), started)
-            return None, error
+            if observe is not None:
+                self._observe(method, outcome_of(error), started)
+            raise
         except Exception as exc:
             internal = self._host.internal_error(exc, method or "message handler")
-            self._observe(method, "internal_error", started)
-            return None, internal
+            if observe is not None:
+                self._observe(method, "internal_error", started)
+            raise internal from None
         if result.__class__ not in _JSON_TYPES:
             pending = self._host.pending(result)
             if pending is not None:
-                running = self._running
-                key = id_ if id_ is not NO_ID and id_ not in running else object()
-                task = Task(method, id_, key, started)
-                task.batch = batch
-                task.index = index
-                if method is None:
-                    # Its place in the reply order; it counts in flight as
-                    # running until done, then as a queued reply.
-                    task.slot = [_WAITING, 0]
-                    self._plain.append(task.slot)
-                running[key] = task
-                if self.in_flight >= self.limits.max_in_flight and "in-flight" not in self._holds:
-                    self._holds.add("in-flight")
-                    self._host.breached("max_in_flight")
-                # The host may finish it at once (an already-fired Deferred).
-                self._host.start(task, pending)
-                return task, _WAITING
-        self._observe(method, "ok", started)
-        return result, None
+                self._start_task(method, id_, batch, index, started, pending)
+                return _WAITING
+        if observe is not None:
+            self._observe(method, "ok", started)
+        return result
+
+    def _start_task(
+        self, method: str | None, id_: Any, batch: _Batch | None, index: int, started: float, pending: Any
+    ) -> None:
+        running = self._running
+        key = id_ if id_ is not NO_ID and id_ not in running else object()
+        task = Task(method, id_, key, started)
+        task.batch = batch
+        task.index = index
+        if method is None:
+            # Its place in the reply order; it counts in flight as running
+            # until done, then as a queued reply.
+            task.slot = [_WAITING, 0]
+            self._plain.append(task.slot)
+        running[key] = task
+        if self.in_flight >= self.limits.max_in_flight and "in-flight" not in self._holds:
+            self._holds.add("in-flight")
+            self._host.breached("max_in_flight")
+        # The host may finish it at once (an already-fired Deferred).
+        self._host.start(task, pending)
 
     def _request(self, method: str, params: Any, id_: Any) -> None:
-        result, error = self._start(method, params, id_)
-        if id_ is NO_ID or error is _WAITING:
+        """One request, not in a batch: the hot path."""
+        try:
+            result = self._call(method, params, id_, None, 0)
+        except RPCError as error:
+            if id_ is not NO_ID:
+                self._write(self._error_line(id_, error))
             return
-        if error is None:
-            self._write(self._result_line(id_, result, method))
-        else:
-            self._write(self._error_line(id_, error))
+        if id_ is not NO_ID and result is not _WAITING:
+            try:
+                line = dumps_line({"jsonrpc": "2.0", "result": result, "id": id_})
+            except EncodeError:
+                line = self._result_line(id_, result, method)  # says why, as -32603
+            self._write(line)
 
     def complete(self, task: Task, value: Any) -> None:
         """A task finished with C{value}."""
@@ -634,10 +663,13 @@ class Connection:
             kind = item.__class__
             if kind is Request:
                 req: Request = item  # type: ignore[assignment]
-                result, error = self._start(req.method, req.params, req.id, collected, index)
-                if error is _WAITING:
+                try:
+                    result = self._call(req.method, req.params, req.id, collected, index)
+                except RPCError as error:
+                    self._batch_reply(collected, index, req.id, None, error, req.method, write=False)
                     continue
-                self._batch_reply(collected, index, req.id, result, error, req.method, write=False)
+                if result is not _WAITING:
+                    self._batch_reply(collected, index, req.id, result, None, req.method, write=False)
             else:
                 if kind is Response:
                     self._response(item)  # type: ignore[arg-type]
@@ -694,12 +726,14 @@ class Connection:
         if self._service is None:
             self._host.log("Dropped a plain message nobody asked for: {value}", value=quote(value))
             return
-        result, error = self._start(None, [value], None)
-        if error is _WAITING:
-            return
-        if error is not None:
+        try:
+            result = self._call(None, [value], None, None, 0)
+        except RPCError as error:
             self._reply_in_order(self._error_line(None, error))
-        elif result is not None:
+            return
+        if result is _WAITING:
+            return
+        if result is not None:
             self._reply_in_order(self._plain_line(result))
         elif self._plain:
             self._plain.append([None, 1])

@@ -1697,3 +1697,34 @@ def test_chunking_never_changes_the_output(
     # Byte by byte too, for the first examples' sizes.
     if len(data) < 200:
         assert _run(data, list(range(len(data)))) == whole
+
+
+def _run_general(data: bytes, cuts: list[int]) -> bytes:
+    """Like L{_run}, with every value routed through C{handle_value} (no inlined first step)."""
+    host = FakeHost()
+    core = Connection(_sync_service(), host, limits=Limits(max_line_length=4096))
+    host.core = core
+    core.value_handler = lambda value: core.handle_value(value)
+    assert not core._own_values
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    start = 0
+    for point in [*points, len(data)]:
+        core.receive_data(data[start:point])
+        start = point
+    core.receive_eof()
+    return host.output
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    lines=st.lists(_LINE_VALUES, min_size=1, max_size=8),
+    cuts=st.lists(st.integers(0, 10**6), max_size=12),
+)
+def test_inlined_request_step_gives_the_same_bytes_as_handle_value(lines: list[Any], cuts: list[int]) -> None:
+    """
+    handle_line does handle_value's first step itself (requests are most
+    lines): for random input and random read splits, the bytes out are the
+    same as through handle_value.
+    """
+    data = b"".join(json.dumps(value, separators=(",", ":")).encode() + b"\n" for value in lines)
+    assert _run(data, cuts) == _run_general(data, cuts)
