@@ -28,7 +28,7 @@ from typing import Any, Final
 from .codec import EncodeError, dumps_line, loads
 from .errors import InvalidRequest, MessageTooLarge, MethodNotFound, ParseError, RequestCancelled, RPCError
 from .framing import Framer, LineTooLong
-from .jsonrpc import NO_ID, Batch, Invalid, Plain, Request, Response, classify, request_parts
+from .jsonrpc import NO_ID, Batch, Invalid, Plain, Request, Response, classify, request_parts, response_parts
 from .limits import Limits
 from .observers import outcome_of
 
@@ -459,6 +459,11 @@ class Connection:
                 method, params, id_ = parts
                 self._request(method, params, id_)
                 return
+            if self.calls:
+                success = response_parts(value)
+                if success is not None:
+                    self._success(*success)
+                    return
         self.value_handler(value)
 
     def _too_long(self, event: LineTooLong) -> None:
@@ -793,7 +798,22 @@ class Connection:
 
     # -- this side's calls ---------------------------------------------------
 
+    def _success(self, id_: Any, result: Any) -> None:
+        """A success response (the client's hot path)."""
+        waiter = self.calls.pop(id_, None) if id_.__class__ is int or id_.__class__ is str else None
+        if waiter is None:
+            self._response(Response(id_, result))
+        else:
+            waiter.resolve(result)
+
     def _response(self, response: Response) -> None:
+        if response.error is None:
+            waiter = self.calls.pop(response.id, None) if response.id.__class__ in (int, str) else None
+            if waiter is not None:
+                waiter.resolve(response.result)
+                return
+            self._host.log("Dropped a response to unknown id {id}", id=quote(response.id))
+            return
         waiter = self.calls.pop(response.id, None) if response.id.__class__ in (int, str) else None
         if waiter is None and response.id is None and response.error is not None and self.plain_waiters:
             # This side's calls never use id null: an error with id null

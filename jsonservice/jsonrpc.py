@@ -30,6 +30,7 @@ __all__ = [
     "notification",
     "request",
     "request_parts",
+    "response_parts",
     "result_reply",
 ]
 
@@ -216,6 +217,20 @@ def request_parts(obj: dict[str, Any]) -> tuple[str, list[Any] | dict[str, Any] 
     return method, params, id_
 
 
+def response_parts(obj: dict[str, Any]) -> tuple[Any, Any] | None:
+    """
+    The C{(id, result)} of a valid JSON-RPC 2.0 success response, or
+    L{None} when C{obj} is anything else (then L{classify} says what).
+    The one test of success-response validity, like L{request_parts}.
+    """
+    if obj.get("jsonrpc") != VERSION or "method" in obj or "error" in obj or "result" not in obj:
+        return None
+    id_ = obj.get("id", _ABSENT)
+    if id_.__class__ not in _ID_TYPES:
+        return None
+    return id_, obj["result"]
+
+
 def _invalid(why: str, obj: dict[str, Any]) -> Invalid:
     id_ = obj.get("id")
     return Invalid(InvalidRequest(data=why), id_ if _valid_id(id_) else None)
@@ -237,6 +252,9 @@ def _classify_object(obj: dict[str, Any]) -> Item:
         if "params" in obj and params is None:
             return _invalid("params must be an array or an object", obj)
         return Invalid(InvalidRequest(data="id must be a string, a number or null"))
+    success = response_parts(obj)
+    if success is not None:
+        return Response(*success)
     has_result = "result" in obj
     if has_result or "error" in obj:
         if "id" not in obj or not _valid_id(obj["id"]):

@@ -1728,3 +1728,37 @@ def test_inlined_request_step_gives_the_same_bytes_as_handle_value(lines: list[A
     """
     data = b"".join(json.dumps(value, separators=(",", ":")).encode() + b"\n" for value in lines)
     assert _run(data, cuts) == _run_general(data, cuts)
+
+
+_RESPONSES = st.fixed_dictionaries(
+    {},
+    optional={
+        "jsonrpc": st.sampled_from(["2.0", "1.0"]),
+        "result": _VALUES,
+        "error": st.fixed_dictionaries({"code": st.integers(-5, 5), "message": st.just("m")}),
+        "id": st.one_of(
+            st.integers(0, 4), st.sampled_from(["1", "2"]), st.none(), st.booleans(), st.just(1.0)
+        ),
+        "method": st.just("echo"),
+    },
+)
+
+
+def _responses_through(responses: list[dict[str, Any]], general: bool) -> tuple[list[Any], list[Any]]:
+    host = FakeHost()
+    core = Connection(_sync_service(), host, limits=Limits())
+    host.core = core
+    if general:
+        core.value_handler = lambda value: core.handle_value(value)
+    waiters = {id_: FakeWaiter() for id_ in (1, 2, 3, "1")}
+    core.calls.update(waiters)
+    core.receive_data(b"".join(json.dumps(r).encode() + b"\n" for r in responses))
+    outcomes = [(id_, [(kind, repr(value)) for kind, value in w.outcomes]) for id_, w in waiters.items()]
+    return outcomes, [host.output, [repr(entry) for entry in host.logs]]
+
+
+@settings(max_examples=200, deadline=None)
+@given(responses=st.lists(_RESPONSES, min_size=1, max_size=6))
+def test_inlined_success_step_matches_classify(responses: list[dict[str, Any]]) -> None:
+    """handle_line's success-response step resolves and logs exactly as the general path."""
+    assert _responses_through(responses, False) == _responses_through(responses, True)
