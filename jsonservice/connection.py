@@ -20,7 +20,6 @@ L{Connection._error_line}.
 from __future__ import annotations
 
 import time
-import typing
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
@@ -28,9 +27,13 @@ from typing import Any, Final
 from .codec import EncodeError, dumps_line, loads
 from .errors import InvalidRequest, MessageTooLarge, MethodNotFound, ParseError, RequestCancelled, RPCError
 from .framing import Framer, LineTooLong
+from .interfaces import Host, Responder, ServiceTable, Task, Waiter
 from .jsonrpc import NO_ID, Batch, Invalid, Plain, Request, Response, classify, request_parts, response_parts
 from .limits import Limits
 from .observers import outcome_of
+from .replies import WAITING as _WAITING
+from .replies import Batch as _Batch
+from .replies import Replies, quote
 
 __all__ = ["CANCEL_METHOD", "Connection", "Host", "ServiceTable", "Task", "Waiter", "quote"]
 
@@ -43,117 +46,9 @@ FLUSH_AT: Final = 64 * 1024
 
 #: Results that are surely not pending (no need to ask the host).
 _JSON_TYPES: Final = frozenset({str, int, float, bool, type(None), list, dict})
-_WAITING: Final = object()
-Responder = Callable[[Any, Any, Any], Any]
 
 
-def quote(value: object, limit: int = 80) -> str:
-    """C{repr(value)} cut to C{limit} characters: for log lines that quote peer data."""
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    suffix = f"...({len(text)} chars)"
-    return text[: max(0, limit - len(suffix))] + suffix
-
-
-class ServiceTable(typing.Protocol):
-    """What the core needs of a L{JSONService<jsonservice.service.JSONService>}."""
-
-    #: Responders by method name (updated in place on registration).
-    responders: dict[str, Responder]
-
-    @property
-    def message_responder(self) -> Responder | None:
-        """The plain-message handler's responder, if any."""
-
-
-class Waiter(typing.Protocol):
-    """One of this side's calls or plain messages awaiting its reply."""
-
-    #: The method called (L{None}: a plain message).
-    method: str | None
-
-    def resolve(self, value: Any) -> None:
-        """The reply came: C{value}."""
-
-    def reject(self, error: BaseException) -> None:
-        """The peer answered with an error (or the connection is gone)."""
-
-
-class Host(typing.Protocol):
-    """What the core asks of the I/O layer around it (see L{protocol<jsonservice.protocol>})."""
-
-    def write(self, data: bytes) -> None:
-        """Send bytes to the peer."""
-
-    def pending(self, result: Any) -> Any:
-        """
-        If a handler's C{result} is not a value yet (a Deferred, a
-        coroutine), return what to wait on; else L{None}.
-        """
-
-    def start(self, task: Task, pending: Any) -> None:
-        """
-        Wait for C{pending} (from L{pending}), then call
-        L{Connection.complete} or L{Connection.fail} with C{task}.
-        """
-
-    def cancel(self, task: Task, error: RPCError | None) -> None:
-        """Cancel a running task; it fails with C{error} (L{None}: no reply)."""
-
-    def internal_error(self, error: BaseException, what: str) -> RPCError:
-        """Log an unexpected failure; return the -32603 error to send."""
-
-    def close(self) -> None:
-        """Close the connection once what was written is flushed."""
-
-    def reading(self, on: bool) -> None:
-        """Stop (C{False}) or resume (C{True}) reading from the peer."""
-
-    def breached(self, limit: str) -> None:
-        """A limit was hit (for metrics and logs)."""
-
-    def log(self, fmt: str, **fields: Any) -> None:
-        """Log an event (a C{twisted.logger} format; peer data in C{fields} already L{quote}d)."""
-
-    def warn(self, fmt: str, **fields: Any) -> None:
-        """Like L{log}, for what an operator should look at."""
-
-
-class Task:
-    """
-    One handler that did not finish at once.
-
-    @ivar id: the request id (L{NO_ID}: a notification; L{None} for a plain message).
-    @ivar method: the method name (L{None}: a plain message).
-    @ivar handle: the host's own record of it (a Deferred and a timer, say).
-    """
-
-    __slots__ = ("batch", "handle", "id", "index", "key", "method", "slot", "started")
-
-    def __init__(self, method: str | None, id_: Any, key: Any, started: float) -> None:
-        self.method = method
-        self.id = id_
-        self.key = key
-        self.started = started
-        self.handle: Any = None
-        self.batch: _Batch | None = None
-        self.index = 0
-        self.slot: list[Any] | None = None
-
-
-class _Batch:
-    """The replies of one batch, collected until every item has one."""
-
-    __slots__ = ("nbytes", "replies", "waiting")
-
-    def __init__(self, size: int) -> None:
-        self.replies: list[bytes | None] = [None] * size
-        self.waiting = size
-        self.nbytes = 0
-
-
-class Connection:
+class Connection(Replies):
     """
     One connection's JSON and JSON-RPC 2.0 logic, both directions.
 
@@ -241,11 +136,6 @@ class Connection:
     def value_handler(self, handler: Callable[[Any], None]) -> None:
         self._value_handler = handler
         self._own_values = handler == self.handle_value
-
-    @property
-    def in_flight(self) -> int:
-        """Requests and plain messages accepted and not yet answered."""
-        return len(self._running) + self._queued_replies
 
     @property
     def busy(self) -> bool:
@@ -655,146 +545,6 @@ class Connection:
             error = self._host.internal_error(exc, "message handler")
             error.data["reason"] = f"reply is not JSON-serializable: {exc}"
             return self._error_line(None, error)
-
-    # -- batches -----------------------------------------------------------
-
-    def _batch(self, batch: Batch) -> None:
-        items = batch.items
-        collected = _Batch(len(items))
-        self._batches += 1
-        for index, item in enumerate(items):
-            if self._discard:
-                return  # a wrong token: nothing after it runs
-            kind = item.__class__
-            if kind is Request:
-                req: Request = item  # type: ignore[assignment]
-                try:
-                    result = self._call(req.method, req.params, req.id, collected, index)
-                except RPCError as error:
-                    self._batch_reply(collected, index, req.id, None, error, req.method, write=False)
-                    continue
-                if result is not _WAITING:
-                    self._batch_reply(collected, index, req.id, result, None, req.method, write=False)
-            else:
-                if kind is Response:
-                    self._response(item)  # type: ignore[arg-type]
-                else:
-                    invalid: Invalid = item  # type: ignore[assignment]
-                    self._batch_reply(collected, index, invalid.id, None, invalid.error, None, write=False)
-                    continue
-                self._batch_reply(collected, index, NO_ID, None, None, None, write=False)
-        if not collected.waiting:
-            self._write_batch(collected)
-
-    def _batch_reply(
-        self,
-        collected: _Batch,
-        index: int,
-        id_: Any,
-        value: Any,
-        error: RPCError | None,
-        method: str | None,
-        write: bool = True,
-    ) -> None:
-        if id_ is not NO_ID:
-            if error is None and collected.nbytes > self.limits.max_unsent:
-                # The reply would grow past what one connection may queue.
-                error = MessageTooLarge(data={"max_unsent": self.limits.max_unsent, "reason": "batch reply"})
-                self._host.breached("max_unsent")
-            line = (
-                self._error_line(id_, error) if error is not None else self._result_line(id_, value, method)
-            )
-            collected.replies[index] = line
-            collected.nbytes += len(line)
-            self._held_out += len(line)
-        collected.waiting -= 1
-        if write and not collected.waiting:
-            self._write_batch(collected)
-        else:
-            self._check_held()
-
-    def _write_batch(self, collected: _Batch) -> None:
-        self._batches -= 1
-        self._held_out -= collected.nbytes
-        lines = [line[:-1] for line in collected.replies if line is not None]
-        if lines:
-            self._write(b"[" + b",".join(lines) + b"]\n")
-        self._check_held()
-
-    # -- plain messages ----------------------------------------------------
-
-    def _plain_received(self, value: Any) -> None:
-        if self.plain_waiters:
-            # A reply to this side's send(): replies come in order.
-            self.plain_waiters.popleft().resolve(value)
-            return
-        if self._service is None:
-            self._host.log("Dropped a plain message nobody asked for: {value}", value=quote(value))
-            return
-        try:
-            result = self._call(None, [value], None, None, 0)
-        except RPCError as error:
-            self._reply_in_order(self._error_line(None, error))
-            return
-        if result is _WAITING:
-            return
-        if result is not None:
-            self._reply_in_order(self._plain_line(result))
-        elif self._plain:
-            self._plain.append([None, 1])
-            self._queued_replies += 1
-
-    def _plain_done(self, slot: list[Any], value: Any, error: RPCError | None) -> None:
-        if error is not None:
-            data: bytes | None = self._error_line(None, error)
-        else:
-            data = None if value is None else self._plain_line(value)
-        slot[0] = data
-        slot[1] = 1
-        self._queued_replies += 1
-        if data is not None:
-            self._held_out += len(data)
-        plain = self._plain
-        while plain and plain[0][0] is not _WAITING:
-            done, count = plain.popleft()
-            self._queued_replies -= count
-            if done:
-                self._held_out -= len(done)
-                self._write(bytes(done))
-        self._check_held()
-
-    def _reply_in_order(self, data: bytes) -> None:
-        """Write a reply to a plain (or unparsable) line after the ones before it."""
-        plain = self._plain
-        if not plain:
-            self._write(data)
-            return
-        last = plain[-1]
-        if last[0] is not _WAITING and last[0] is not None:
-            # Coalesce finished replies: one buffer, not one object each.
-            if last[0].__class__ is not bytearray:
-                last[0] = bytearray(last[0])
-            last[0] += data
-            last[1] += 1
-        else:
-            plain.append([data, 1])
-        self._queued_replies += 1
-        self._held_out += len(data)
-        if self.in_flight >= self.limits.max_in_flight and "in-flight" not in self._holds:
-            self._holds.add("in-flight")
-            self._host.breached("max_in_flight")
-        self._check_held()
-
-    def _check_held(self) -> None:
-        """Replies held back past C{max_unsent}: start nothing more until they go."""
-        over = self._held_out > self.limits.max_unsent
-        if over and "queued" not in self._holds:
-            self._holds.add("queued")
-            self._host.breached("max_unsent")
-        elif not over and "queued" in self._holds:
-            self.release("queued")
-        if "in-flight" in self._holds and self.in_flight < self.limits.max_in_flight:
-            self.release("in-flight")
 
     # -- this side's calls ---------------------------------------------------
 

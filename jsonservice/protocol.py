@@ -10,10 +10,8 @@ timers (request, idle, authentication), cancellation and flow control.
 
 from __future__ import annotations
 
-from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Final
 
-from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.logger import Logger
@@ -23,12 +21,13 @@ from zope.interface import implementer
 
 from .auth import AUTH_METHOD, AuthGate
 from .calls import CANCEL_METHOD, Caller, CallTimeout, ConnectionClosed
-from .connection import Connection, Task
-from .errors import RequestCancelled, RequestTimeout, RPCError
+from .connection import Connection
+from .errors import RequestCancelled, RPCError
 from .flow import OutputWatch
+from .host import TwistedHost
 from .limits import Limits
 from .observers import RequestObserver
-from .service import JSONService, internal_error
+from .service import JSONService
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
@@ -39,100 +38,6 @@ __all__ = ["AUTH_METHOD", "CANCEL_METHOD", "CallTimeout", "ConnectionClosed", "J
 
 _DEFAULT_LIMITS: Final = Limits()
 _SHUTTING_DOWN: Final = "the server is shutting down"
-
-
-class _Host:
-    """What the connection core asks of Twisted, for one L{JSONProtocol}."""
-
-    __slots__ = ("_proto",)
-
-    def __init__(self, proto: JSONProtocol) -> None:
-        self._proto = proto
-
-    def write(self, data: bytes) -> None:
-        proto = self._proto
-        if proto._closed or proto.transport is None:
-            return
-        proto.bytes_sent += len(data)
-        proto.transport.write(data)
-        if proto._idle_timer is not None:
-            proto._last_active = proto.clock.seconds()  # messages out count as activity
-        proto._watch.check()
-        if proto._budget is not None:
-            proto._budget.charge(proto)
-
-    @staticmethod
-    def pending(result: Any) -> Deferred[Any] | None:
-        if isinstance(result, Deferred):
-            return result
-        if result.__class__ is CoroutineType:
-            return Deferred.fromCoroutine(result)
-        return None
-
-    def start(self, task: Task, pending: Deferred[Any]) -> None:
-        proto = self._proto
-        seconds = proto.limits.request_timeout
-        timer = proto.clock.callLater(seconds, self._expire, task) if seconds else None
-        task.handle = [pending, timer, None]  # the Deferred, its timer, why this side cancelled it
-        pending.addCallbacks(self._done, self._failed, callbackArgs=(task,), errbackArgs=(task,))
-
-    def _done(self, value: Any, task: Task) -> None:
-        self._stop(task)
-        self._proto._core.complete(task, value)
-
-    def _failed(self, failure: Failure, task: Task) -> None:
-        reason = self._stop(task)
-        if reason is not None:
-            error: Any = None if reason is _DROPPED else reason
-        elif failure.check(CancelledError):
-            error = RequestCancelled(data="the handler was cancelled")
-        elif failure.check(RPCError):
-            error = failure.value
-        else:
-            error = failure
-        self._proto._core.fail(task, error)
-
-    @staticmethod
-    def _stop(task: Task) -> Any:
-        _, timer, reason = task.handle
-        if timer is not None and timer.active():
-            timer.cancel()
-        return reason
-
-    def _expire(self, task: Task) -> None:
-        proto = self._proto
-        proto._breached("request_timeout")
-        task.handle[1] = None
-        self.cancel(task, RequestTimeout(data={"request_timeout": proto.limits.request_timeout}))
-
-    @staticmethod
-    def cancel(task: Task, error: RPCError | None) -> None:
-        if task.handle[2] is None:
-            task.handle[2] = _DROPPED if error is None else error
-        task.handle[0].cancel()
-
-    @staticmethod
-    def internal_error(error: Any, what: str) -> RPCError:
-        return internal_error(error if isinstance(error, Failure) else Failure(error), what)
-
-    def close(self) -> None:
-        self._proto._close()
-
-    def reading(self, on: bool) -> None:
-        self._proto._pause_reading("input", not on)
-
-    def breached(self, limit: str) -> None:
-        self._proto._breached(limit)
-
-    def log(self, fmt: str, **fields: Any) -> None:
-        self._proto._log.info(fmt, **fields)
-
-    def warn(self, fmt: str, **fields: Any) -> None:
-        self._proto._log.warn(fmt, **fields)
-
-
-#: A task cancelled because its connection is gone: answer nothing.
-_DROPPED: Final = object()
 
 
 @implementer(IHalfCloseableProtocol)
@@ -175,7 +80,7 @@ class JSONProtocol(Caller, LineReceiver):
         self.MAX_LENGTH = limits.max_line_length
         self._clock = clock
         self.state: dict[str, Any] = {}
-        self._core = core = Connection(service, _Host(self), self, limits)
+        self._core = core = Connection(service, TwistedHost(self), self, limits)
         cls = type(self)
         if cls.lineReceived is not JSONProtocol.lineReceived:
             core.line_handler = self.lineReceived

@@ -1,0 +1,219 @@
+"""
+Replies that wait their turn, for the connection core: batches (one array
+once every item has its reply) and the replies to plain messages (in
+arrival order, behind a slow handler).  Both count toward C{max_unsent}
+and C{max_in_flight}.  Sans-IO; mixed into
+L{Connection<jsonservice.connection.Connection>}.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any, Final
+
+from .errors import MessageTooLarge, RPCError
+from .jsonrpc import NO_ID, Invalid, Request, Response
+from .jsonrpc import Batch as BatchMessage
+from .limits import Limits
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .interfaces import Host, ServiceTable, Waiter
+
+__all__ = ["WAITING", "Batch", "Replies", "quote"]
+
+#: A reply slot whose handler is still running.
+WAITING: Final = object()
+
+
+def quote(value: object, limit: int = 80) -> str:
+    """C{repr(value)} cut to C{limit} characters: for log lines that quote peer data."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    suffix = f"...({len(text)} chars)"
+    return text[: max(0, limit - len(suffix))] + suffix
+
+
+class Batch:
+    """The replies of one batch, collected until every item has one."""
+
+    __slots__ = ("nbytes", "replies", "waiting")
+
+    def __init__(self, size: int) -> None:
+        self.replies: list[bytes | None] = [None] * size
+        self.waiting = size
+        self.nbytes = 0
+
+
+class Replies:
+    """
+    The batch and plain-message half of the connection core (a mixin: the
+    attributes below are the core's).
+    """
+
+    limits: Limits
+    _host: Host
+    _service: ServiceTable | None
+    _holds: set[str]
+    _plain: deque[list[Any]]
+    _queued_replies: int
+    _held_out: int
+    _batches: int
+    _discard: bool
+    plain_waiters: deque[Waiter]
+    _write: Callable[[bytes], None]
+    _call: Callable[[str | None, Any, Any, Batch | None, int], Any]
+    _result_line: Callable[[Any, Any, str | None], bytes]
+    _error_line: Callable[[Any, RPCError], bytes]
+    _plain_line: Callable[[Any], bytes]
+    _response: Callable[[Response], None]
+    release: Callable[[str], None]
+
+    _running: dict[Any, Any]
+
+    @property
+    def in_flight(self) -> int:
+        """Requests and plain messages accepted and not yet answered."""
+        return len(self._running) + self._queued_replies
+
+    # -- batches -----------------------------------------------------------
+
+    def _batch(self, batch: BatchMessage) -> None:
+        items = batch.items
+        collected = Batch(len(items))
+        self._batches += 1
+        for index, item in enumerate(items):
+            if self._discard:
+                return  # a wrong token: nothing after it runs
+            kind = item.__class__
+            if kind is Request:
+                req: Request = item  # type: ignore[assignment]
+                try:
+                    result = self._call(req.method, req.params, req.id, collected, index)
+                except RPCError as error:
+                    self._batch_reply(collected, index, req.id, None, error, req.method, write=False)
+                    continue
+                if result is not WAITING:
+                    self._batch_reply(collected, index, req.id, result, None, req.method, write=False)
+            else:
+                if kind is Response:
+                    self._response(item)  # type: ignore[arg-type]
+                else:
+                    invalid: Invalid = item  # type: ignore[assignment]
+                    self._batch_reply(collected, index, invalid.id, None, invalid.error, None, write=False)
+                    continue
+                self._batch_reply(collected, index, NO_ID, None, None, None, write=False)
+        if not collected.waiting:
+            self._write_batch(collected)
+
+    def _batch_reply(
+        self,
+        collected: Batch,
+        index: int,
+        id_: Any,
+        value: Any,
+        error: RPCError | None,
+        method: str | None,
+        write: bool = True,
+    ) -> None:
+        if id_ is not NO_ID:
+            if error is None and collected.nbytes > self.limits.max_unsent:
+                # The reply would grow past what one connection may queue.
+                error = MessageTooLarge(data={"max_unsent": self.limits.max_unsent, "reason": "batch reply"})
+                self._host.breached("max_unsent")
+            line = (
+                self._error_line(id_, error) if error is not None else self._result_line(id_, value, method)
+            )
+            collected.replies[index] = line
+            collected.nbytes += len(line)
+            self._held_out += len(line)
+        collected.waiting -= 1
+        if write and not collected.waiting:
+            self._write_batch(collected)
+        else:
+            self._check_held()
+
+    def _write_batch(self, collected: Batch) -> None:
+        self._batches -= 1
+        self._held_out -= collected.nbytes
+        lines = [line[:-1] for line in collected.replies if line is not None]
+        if lines:
+            self._write(b"[" + b",".join(lines) + b"]\n")
+        self._check_held()
+
+    # -- plain messages ----------------------------------------------------
+
+    def _plain_received(self, value: Any) -> None:
+        if self.plain_waiters:
+            # A reply to this side's send(): replies come in order.
+            self.plain_waiters.popleft().resolve(value)
+            return
+        if self._service is None:
+            self._host.log("Dropped a plain message nobody asked for: {value}", value=quote(value))
+            return
+        try:
+            result = self._call(None, [value], None, None, 0)
+        except RPCError as error:
+            self._reply_in_order(self._error_line(None, error))
+            return
+        if result is WAITING:
+            return
+        if result is not None:
+            self._reply_in_order(self._plain_line(result))
+        elif self._plain:
+            self._plain.append([None, 1])
+            self._queued_replies += 1
+
+    def _plain_done(self, slot: list[Any], value: Any, error: RPCError | None) -> None:
+        if error is not None:
+            data: bytes | None = self._error_line(None, error)
+        else:
+            data = None if value is None else self._plain_line(value)
+        slot[0] = data
+        slot[1] = 1
+        self._queued_replies += 1
+        if data is not None:
+            self._held_out += len(data)
+        plain = self._plain
+        while plain and plain[0][0] is not WAITING:
+            done, count = plain.popleft()
+            self._queued_replies -= count
+            if done:
+                self._held_out -= len(done)
+                self._write(bytes(done))
+        self._check_held()
+
+    def _reply_in_order(self, data: bytes) -> None:
+        """Write a reply to a plain (or unparsable) line after the ones before it."""
+        plain = self._plain
+        if not plain:
+            self._write(data)
+            return
+        last = plain[-1]
+        if last[0] is not WAITING and last[0] is not None:
+            # Coalesce finished replies: one buffer, not one object each.
+            if last[0].__class__ is not bytearray:
+                last[0] = bytearray(last[0])
+            last[0] += data
+            last[1] += 1
+        else:
+            plain.append([data, 1])
+        self._queued_replies += 1
+        self._held_out += len(data)
+        if self.in_flight >= self.limits.max_in_flight and "in-flight" not in self._holds:
+            self._holds.add("in-flight")
+            self._host.breached("max_in_flight")
+        self._check_held()
+
+    def _check_held(self) -> None:
+        """Replies held back past C{max_unsent}: start nothing more until they go."""
+        over = self._held_out > self.limits.max_unsent
+        if over and "queued" not in self._holds:
+            self._holds.add("queued")
+            self._host.breached("max_unsent")
+        elif not over and "queued" in self._holds:
+            self.release("queued")
+        if "in-flight" in self._holds and self.in_flight < self.limits.max_in_flight:
+            self.release("in-flight")
