@@ -584,7 +584,13 @@ class Connection(Replies):
         """C{$/cancelRequest}: cancel the peer's running request C{params["id"]}."""
         target = params.get("id") if params.__class__ is dict else None
         task = self._running.get(target) if target.__class__ in (str, int, float) else None
-        if task is None or task.id.__class__ is not target.__class__:
+        if task is not None and task.id.__class__ is not target.__class__:
+            # 1 and 1.0 are equal keys: the other one was keyed apart (rare).
+            task = next(
+                (t for t in self._running.values() if t.id == target and t.id.__class__ is target.__class__),
+                None,
+            )
+        if task is None:
             self._host.log("Cancel request for {id}, which is not running", id=quote(target))
             return
         self._host.cancel(task, RequestCancelled(data="cancelled by the caller"))

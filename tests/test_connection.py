@@ -946,14 +946,6 @@ def test_cancel_request_with_float_id_cancels_a_float_id_task() -> None:
     assert type(host.cancelled[0][0].id) is float
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG (minor): a request with id 1.0 started while id 1 runs is keyed apart, and "
-        "$/cancelRequest {'id': 1.0} then finds task 1 (1.0 == 1), sees the type differ "
-        "and cancels nothing: the 1.0 request cannot be cancelled"
-    ),
-)
 def test_cancel_request_reaches_a_float_id_running_beside_an_equal_int_id() -> None:
     core, host, _ = _running([1, 1.0])
     core.receive_data(req(CANCEL_METHOD, {"id": 1.0}))
