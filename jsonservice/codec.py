@@ -41,6 +41,7 @@ import re
 import sys
 import uuid
 from collections.abc import Callable
+from itertools import accumulate
 from typing import Any, Final
 
 import orjson
@@ -68,7 +69,12 @@ _LONG_RUN: Final = b"0" * 19
 # path are shorter than 19 digits, so it takes an exponent below -99.  A
 # literal first makes the search a fast scan (a leading character class
 # costs ten times more); the digit before "e" is checked by hand.
-_UNDERFLOW: Final = (re.compile(rb"e-0*[1-9][0-9][0-9]"), re.compile(rb"E-0*[1-9][0-9][0-9]"))
+# CPython's words for an integer past sys.get_int_max_str_digits().
+_INT_LIMIT: Final = re.compile(r"Exceeds the limit \((\d+) digits\).*value has (\d+) digits")
+_DEPTH_STEP: Final = tuple(1 if b in b"[{" else -1 for b in range(256))
+# A float literal that may not fit a double: a three-digit exponent.
+_FLOAT_RISK: Final = re.compile(rb"[eE][-+]?0*[1-9][0-9][0-9]")
+_UNDERFLOW: Final = re.compile(rb"[0-9][eE]-0*[1-9][0-9][0-9]")
 # A string once its escapes are gone (an unclosed one runs to the end).
 _PLAIN_STRING: Final = re.compile(rb'"[^"]*(?:"|\Z)')
 _NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
@@ -101,14 +107,7 @@ def may_hold_big_int(data: bytes) -> bool:
 
 def _may_underflow(data: bytes) -> bool:
     """Whether C{data} has a number literal that could underflow (or text like one)."""
-    for pattern in _UNDERFLOW:
-        match = pattern.search(data)
-        while match is not None:
-            start = match.start()
-            if start and 0x30 <= data[start - 1] <= 0x39:
-                return True
-            match = pattern.search(data, start + 2)
-    return False
+    return _UNDERFLOW.search(data) is not None
 
 
 def _depth_of(value: Any) -> int:
@@ -139,15 +138,8 @@ def _deeper_than(data: bytes, limit: int) -> bool:
     brackets = _PLAIN_STRING.sub(b"", plain).translate(None, _NOT_BRACKETS)
     if len(brackets) <= limit:
         return False
-    depth = 0
-    for byte in brackets:
-        if byte == 0x5B or byte == 0x7B:  # [ {
-            depth += 1
-            if depth > limit:
-                return True
-        else:
-            depth -= 1
-    return False
+    # The running depth is a prefix sum of +1/-1: C iterators, no Python loop.
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets))) > limit
 
 
 def _too_deep(max_depth: int) -> ParseError:
@@ -178,15 +170,17 @@ def _checked_float(text: str) -> float:
     return number
 
 
-def _checked_int(text: str) -> int:
-    """The fallback decoder's int: exact, within the conversion limit."""
-    limit = _int_digit_limit()
-    # Tested before converting: the conversion itself is the quadratic part
-    # (and past the limit, CPython's own message advises raising it).
-    digits = len(text) - text.startswith("-")
-    if limit and digits > limit:
-        raise ValueError(f"integer of {digits} digits exceeds the {limit}-digit limit")
-    return int(text)
+def _int_limit_message(message: str) -> str:
+    """
+    CPython refuses integers past its conversion limit before converting
+    (the conversion is the quadratic part) with advice to raise the global
+    limit, which is not ours to give: say it in this module's words.
+    """
+    match = _INT_LIMIT.search(message)
+    if match is None:
+        return message
+    most, digits = match.groups()
+    return f"integer of {digits} digits exceeds the {most}-digit limit"
 
 
 def _check_strings(value: Any) -> None:
@@ -215,10 +209,10 @@ def _loads_exact(data: bytes, max_depth: int) -> Any:
         raise _bad_utf8(exc) from None
     if data.count(b"[") + data.count(b"{") > max_depth and _deeper_than(data, max_depth):
         raise _too_deep(max_depth)
-    # Integers go through the limit check only when some digit run is long
-    # enough to need it: a Python call per integer is the slow part.
-    most = _int_digit_limit()
-    long_run = most and data.translate(_DIGITS_ONLY).find(b"0" * (most + 1)) != -1
+    # Floats go through a Python check only when a literal could overflow
+    # or underflow (a three-digit exponent, or a mantissa of 300+ digits):
+    # a Python call per number is the slow part of this decoder.
+    risky = _FLOAT_RISK.search(data) is not None or data.translate(_DIGITS_ONLY).find(b"0" * 300) != -1
     limit = sys.getrecursionlimit()
     try:
         # The C scanner recurses once per level; make room for max_depth.
@@ -226,14 +220,13 @@ def _loads_exact(data: bytes, max_depth: int) -> Any:
         value = json.loads(
             text,
             parse_constant=_reject_constant,
-            parse_float=_checked_float,
-            parse_int=_checked_int if long_run else int,
+            parse_float=_checked_float if risky else float,
         )
     except json.JSONDecodeError as exc:
         where = len(text[: exc.pos].encode("utf-8", "surrogatepass"))
         raise ParseError(data=f"{exc.msg.removesuffix(' at')} at byte {where}") from None
     except ValueError as exc:
-        raise ParseError(data=str(exc)) from None
+        raise ParseError(data=_int_limit_message(str(exc))) from None
     except RecursionError:  # the nesting check above should make this unreachable
         raise _too_deep(max_depth) from None
     finally:

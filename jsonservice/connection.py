@@ -25,12 +25,19 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from .codec import EncodeError, dumps_line, loads
-from .errors import InvalidRequest, MessageTooLarge, MethodNotFound, ParseError, RequestCancelled, RPCError
+from .errors import (
+    InvalidRequest,
+    MessageTooLarge,
+    MethodNotFound,
+    ParseError,
+    RequestCancelled,
+    RPCError,
+    outcome_of,
+)
 from .framing import Framer, LineTooLong
 from .interfaces import Host, Responder, ServiceTable, Task, Waiter
 from .jsonrpc import NO_ID, Batch, Invalid, Plain, Request, Response, classify, request_parts, response_parts
 from .limits import Limits
-from .observers import outcome_of
 from .replies import WAITING as _WAITING
 from .replies import Batch as _Batch
 from .replies import Replies, quote

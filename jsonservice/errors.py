@@ -11,9 +11,10 @@ This module imports nothing from Twisted: the sans-IO layers use it too.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 __all__ = [
+    "OUTCOMES",
     "BatchTooLarge",
     "InternalError",
     "InvalidParams",
@@ -26,6 +27,7 @@ __all__ = [
     "RequestTimeout",
     "ServerBusy",
     "Unauthorized",
+    "outcome_of",
 ]
 
 
@@ -197,3 +199,25 @@ _BY_CODE: dict[int, type[_CodedError]] = {
         RequestCancelled,
     )
 }
+
+
+#: The outcome label of each error code (for metrics and request logs).
+OUTCOMES: Final[dict[int, str]] = {
+    -32700: "parse_error",
+    -32600: "invalid_request",
+    -32601: "method_not_found",
+    -32602: "invalid_params",
+    -32603: "internal_error",
+    -32000: "timeout",
+    -32001: "busy",
+    -32002: "too_large",
+    -32003: "batch_too_large",
+    -32004: "unauthorized",
+    -32800: "cancelled",
+}
+
+
+def outcome_of(error: BaseException) -> str:
+    """The outcome label of an error (L{OUTCOMES}; C{"error"} for other codes)."""
+    code = getattr(error, "code", None)
+    return OUTCOMES.get(code, "error") if isinstance(code, int) else "error"

@@ -7,9 +7,11 @@ L{RequestLog}, the observer behind C{--log-requests}.
 from __future__ import annotations
 
 import typing
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
+
+from .errors import OUTCOMES, outcome_of
 
 if TYPE_CHECKING:
     from .protocol import JSONProtocol
@@ -39,28 +41,6 @@ class RequestObserver(typing.Protocol):
         A limit of L{Limits} (named by its field, or C{"auth"} /
         C{"auth_timeout"}) was hit on C{proto} (L{None}: by the factory).
         """
-
-
-#: The outcome label of each error code (for metrics and request logs).
-OUTCOMES: Final[dict[int, str]] = {
-    -32700: "parse_error",
-    -32600: "invalid_request",
-    -32601: "method_not_found",
-    -32602: "invalid_params",
-    -32603: "internal_error",
-    -32000: "timeout",
-    -32001: "busy",
-    -32002: "too_large",
-    -32003: "batch_too_large",
-    -32004: "unauthorized",
-    -32800: "cancelled",
-}
-
-
-def outcome_of(error: BaseException) -> str:
-    """The outcome label of an error (L{OUTCOMES}; C{"error"} for other codes)."""
-    code = getattr(error, "code", None)
-    return OUTCOMES.get(code, "error") if isinstance(code, int) else "error"
 
 
 class RequestLog:

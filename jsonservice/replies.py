@@ -86,7 +86,10 @@ class Replies:
         self._batches += 1
         for index, item in enumerate(items):
             if self._discard:
-                return  # a wrong token: nothing after it runs
+                # A wrong token: nothing after it runs; what was answered
+                # (the -32004 among it) still goes out, then the close.
+                collected.waiting = 0
+                break
             kind = item.__class__
             if kind is Request:
                 req: Request = item  # type: ignore[assignment]

@@ -142,7 +142,7 @@ class Handler:
         self._quick_named = all(
             p.default is not kinds.empty for p in positional if p.kind is kinds.POSITIONAL_ONLY
         )
-        #: The handler wrapped once for the connection core (see L{responder}).
+        #: The handler wrapped once for the connection core (see L{Responder}).
         self.respond: Responder = self._responder()
 
     def _responder(self) -> Responder:
