@@ -259,7 +259,7 @@ def _orjson_error(exc: orjson.JSONDecodeError, data: bytes, max_depth: int) -> P
     return ParseError(data=f"{exc.msg} at byte {_byte_offset(data, exc.pos)}")
 
 
-def loads(data: bytes, max_depth: int = ORJSON_MAX_DEPTH, *, check_big_int: bool = True) -> Any:
+def loads(data: bytes, max_depth: int = ORJSON_MAX_DEPTH, check_big_int: bool = True) -> Any:
     """
     Decode one JSON text, strictly, in time linear in C{len(data)}.
 

@@ -344,7 +344,7 @@ class Connection(Replies):
         line that is not strict JSON is answered -32700.
         """
         try:
-            value = loads(line, self._max_depth, check_big_int=self._framer.may_hold_big_int)
+            value = loads(line, self._max_depth, self._framer.may_hold_big_int)
         except ParseError as exc:
             if line.strip():
                 self._reply_in_order(self._error_line(None, exc))
