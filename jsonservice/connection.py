@@ -4,17 +4,16 @@ The connection core: one JSON / JSON-RPC 2.0 connection, sans-IO.
 L{Connection} takes bytes in (L{Connection.receive_data},
 L{Connection.receive_eof}) and the outcomes of handlers that finish later
 (L{Connection.complete}, L{Connection.fail}), and puts reply bytes out
-through its L{Host}.  It owns everything between: framing, classification,
-dispatch through the service's responder table, batches, the order of plain
-replies, this side's outstanding calls, the in-flight cap and the bytes it
-holds.  It never blocks, never imports Twisted and never looks at a clock
+through its L{Host<jsonservice.interfaces.Host>}.  It owns everything
+between: framing, classification, dispatch through the service's responder
+table, batches and the order of plain replies (L{replies<jsonservice.replies>}),
+this side's outstanding calls, the in-flight cap and the bytes it holds.  It never blocks, never imports Twisted and never looks at a clock
 (the host owns timers, Deferreds and the transport), so it is tested
 exhaustively on its own.
 
 There is one request path: every request, whether alone, in a batch, or
-gated by authentication or a drain, goes through L{Connection._respond},
-and every reply through L{Connection._result_line} or
-L{Connection._error_line}.
+gated by authentication or a drain, goes through C{Connection._call}, and
+every reply through C{Connection._result_line} or C{Connection._error_line}.
 """
 
 from __future__ import annotations

@@ -1223,6 +1223,10 @@ def test_wrong_token_in_a_batch_stops_the_rest_of_the_batch() -> None:
     assert a.auth_calls == [{"token": "wrong"}]
     assert a.ran == []
     assert not a.gate.authenticated
+    # The batch is still answered with what ran: the -32004, then the close.
+    [reply] = a.host.lines
+    assert [(item["id"], code_of(item)) for item in reply] == [(1, -32004)]
+    assert a.host.closes >= 1
 
 
 def test_after_auth_a_wrong_token_is_32004_and_closes() -> None:
