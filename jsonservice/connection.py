@@ -7,9 +7,10 @@ L{Connection.receive_eof}) and the outcomes of handlers that finish later
 through its L{Host<jsonservice.interfaces.Host>}.  It owns everything
 between: framing, classification, dispatch through the service's responder
 table, batches and the order of plain replies (L{replies<jsonservice.replies>}),
-this side's outstanding calls, the in-flight cap and the bytes it holds.  It never blocks, never imports Twisted and never looks at a clock
-(the host owns timers, Deferreds and the transport), so it is tested
-exhaustively on its own.
+this side's outstanding calls, the in-flight cap and the bytes it holds.
+It never blocks, never imports Twisted and never looks at a clock (the host
+owns timers, Deferreds and the transport), so it is tested exhaustively on
+its own.
 
 There is one request path: every request, whether alone, in a batch, or
 gated by authentication or a drain, goes through C{Connection._call}, and
