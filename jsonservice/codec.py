@@ -46,6 +46,7 @@ from typing import Any, Final
 
 import orjson
 from orjson import dumps as _orjson_dumps
+from orjson import loads as _orjson_loads
 
 from .errors import ParseError
 from .limits import ORJSON_MAX_DEPTH
@@ -277,7 +278,7 @@ def loads(data: bytes, max_depth: int = ORJSON_MAX_DEPTH, check_big_int: bool = 
     if (check_big_int and may_hold_big_int(data)) or (data.find(b"-") != -1 and _may_underflow(data)):
         return _loads_exact(data, max_depth)
     try:
-        value = orjson.loads(data)
+        value = _orjson_loads(data)
     except orjson.JSONDecodeError as exc:
         raise _orjson_error(exc, data, max_depth) from None
     if (

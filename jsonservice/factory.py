@@ -45,15 +45,18 @@ class MemoryBudget:
         self.limit = limit
         self.total = 0
         self._clock = clock
-        self._charged: dict[JSONProtocol, int] = {}
+        #: What each connection holding anything was last charged.
+        self.charged: dict[JSONProtocol, int] = {}
         self.paused: set[JSONProtocol] = set()
         self._recheck: IDelayedCall | None = None
 
     def charge(self, proto: JSONProtocol) -> None:
         """Account what C{proto} holds now; pause or resume readers."""
         held = 0 if proto._closed else proto.held_bytes
-        charged = self._charged
+        charged = self.charged
         before = charged.get(proto, 0)
+        if not held and not before:
+            return  # the common case: nothing held before or after
         self.total += held - before
         if held:
             charged[proto] = held
@@ -73,13 +76,13 @@ class MemoryBudget:
 
     def forget(self, proto: JSONProtocol) -> None:
         """C{proto} closed."""
-        self.total -= self._charged.pop(proto, 0)
+        self.total -= self.charged.pop(proto, 0)
         self.paused.discard(proto)
         if self.paused and self.total < self.limit * RESUME_AT:
             self._resume_all()
 
     def _resume_all(self) -> None:
-        paused = sorted(self.paused, key=lambda p: self._charged.get(p, 0))
+        paused = sorted(self.paused, key=lambda p: self.charged.get(p, 0))
         self.paused.clear()
         if self._recheck is not None and self._recheck.active():
             self._recheck.cancel()
@@ -90,9 +93,9 @@ class MemoryBudget:
     def _recount(self) -> None:
         self._recheck = None
         self.total = 0
-        for proto in list(self._charged):
+        for proto in list(self.charged):
             held = 0 if proto._closed else proto.held_bytes
-            self._charged[proto] = held
+            self.charged[proto] = held
             self.total += held
         if self.paused and self.total < self.limit * RESUME_AT:
             self._resume_all()

@@ -83,8 +83,12 @@ class OutputWatch:
 
     @property
     def unsent(self) -> int:
-        """Bytes written and not yet sent (0 when the transport cannot tell)."""
-        return unsent_bytes(self._watched) or 0
+        """
+        Bytes written and not yet sent, once past the transport's high-water
+        mark (below it, at most C{max_unsent}: not worth a look per write);
+        0 when the transport cannot tell.
+        """
+        return (unsent_bytes(self._watched) or 0) if self.backed_up else 0
 
     def pauseProducing(self) -> None:
         """The transport's output passed its high-water mark."""

@@ -88,6 +88,7 @@ class Framer:
     byte of the line is examined in one call only over the life of the
     line (by a few C-speed passes), never re-joined and scanned again.
 
+    @ivar buffered: bytes held that are not yet part of a complete line.
     @ivar max_line_length: the limit, in bytes, not counting the line end.
     @ivar may_hold_big_int: whether the lines the last L{feed} returned may
         hold an integer past 64 bits (pass it to L{loads
@@ -109,9 +110,9 @@ class Framer:
         "_scan_index",
         "_scan_pos",
         "_scanning",
-        "_size",
         "_state",
         "_tail",
+        "buffered",
         "max_line_length",
         "may_hold_big_int",
         "scanned",
@@ -121,7 +122,8 @@ class Framer:
         self.max_line_length = max_line_length
         self._parts: list[bytes] = []
         self._tail = b""  # the last 18 bytes held, for digit runs across reads
-        self._size = 0
+        #: Bytes held that are not yet part of a complete line (the unfinished line).
+        self.buffered = 0
         self._parts_big = False
         self._discarding = False
         self._after_cr = False  # the last byte fed was a CR ending a line
@@ -137,11 +139,6 @@ class Framer:
         self._escape = False  # a backslash ended the bytes scanned so far
         self._scan_index = 0  # where the scan stopped: piece index ...
         self._scan_pos = 0  # ... and offset in that piece
-
-    @property
-    def buffered(self) -> int:
-        """Bytes held that are not yet part of a complete line."""
-        return self._size
 
     @property
     def partial(self) -> bytes:
@@ -187,7 +184,7 @@ class Framer:
             if data:
                 self._append(data)
                 self._parts_big = big
-                if self._size > self.max_line_length:
+                if self.buffered > self.max_line_length:
                     out.append(LineTooLong(self.max_line_length))
                     self._drop_partial(discard_rest=True)
             return out
@@ -196,7 +193,7 @@ class Framer:
             parts.append(lines[0])
             lines[0] = b"".join(parts)
         rest = lines.pop()
-        self._size = size = len(rest)
+        self.buffered = size = len(rest)
         if self._scanning:
             self._reset_scan()
         if size:
@@ -232,7 +229,7 @@ class Framer:
         else:
             parts.append(data)
         self._tail = (self._tail + data)[-18:]
-        self._size += len(data)
+        self.buffered += len(data)
         # Only the newest bytes can change the last non-whitespace byte, and
         # each read is stripped once: linear however the line trickles in.
         stripped = data.rstrip(_WHITESPACE)
@@ -265,7 +262,7 @@ class Framer:
         scanned, once, by the first call that needs them.  The state is
         forgotten when the line is completed by a line end or taken.
         """
-        if not self._size or self._discarding:
+        if not self.buffered or self._discarding:
             return None
         state = self._state
         if state == _DEAD or self._last not in _CLOSERS:
@@ -412,7 +409,7 @@ class Framer:
     def _drop_partial(self, discard_rest: bool) -> None:
         self._parts = []
         self._tail = b""
-        self._size = 0
+        self.buffered = 0
         self._parts_big = False
         self._last = -1
         self._discarding = discard_rest

@@ -46,8 +46,9 @@ class TwistedHost:
         if proto._idle_timer is not None:
             proto._last_active = proto.clock.seconds()  # messages out count as activity
         proto._watch.check()
-        if proto._budget is not None:
-            proto._budget.charge(proto)
+        budget = proto._budget
+        if budget is not None and (proto._watch.backed_up or proto in budget.charged):
+            budget.charge(proto)
 
     @staticmethod
     def pending(result: Any) -> Deferred[Any] | None:

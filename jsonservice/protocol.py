@@ -177,8 +177,9 @@ class JSONProtocol(Caller, LineReceiver):
         framer = self._core.framer
         before = framer.buffered + len(data)
         self._core.receive_data(data)
-        if self._budget is not None:
-            self._budget.charge(self)
+        budget = self._budget
+        if budget is not None and (framer.buffered or self._core.held_bytes or self in budget.charged):
+            budget.charge(self)
         if self._idle_timer is not None and framer.buffered != before:
             # Only whole messages count as activity: a peer trickling
             # the bytes of a line it never ends is idle (slowloris).
