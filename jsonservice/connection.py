@@ -572,20 +572,22 @@ class Connection(Replies):
             self._host.log("Dropped a response to unknown id {id}", id=quote(response.id))
             return
         waiter = self.calls.pop(response.id, None) if response.id.__class__ in (int, str) else None
-        if waiter is None and response.id is None and response.error is not None and self.plain_waiters:
+        if waiter is None and response.id is None:
             # This side's calls never use id null: an error with id null
-            # answers the oldest plain message (no handler, parse error...).
-            waiter = self.plain_waiters.popleft()
+            # answers the oldest plain message (no handler, parse error...),
+            # or, with none waiting, the one call waiting (the peer refused
+            # its line: too long, too deep); with several it cannot be told.
+            if self.plain_waiters:
+                waiter = self.plain_waiters.popleft()
+            elif len(self.calls) == 1:
+                waiter = self.calls.pop(next(iter(self.calls)))
         if waiter is None:
-            if response.error is not None and response.id is None:
+            if response.id is None:
                 self._host.warn("The peer reported an error: {error}", error=quote(response.error, 200))
             else:
                 self._host.log("Dropped a response to unknown id {id}", id=quote(response.id))
             return
-        if response.error is None:
-            waiter.resolve(response.result)
-        else:
-            waiter.reject(response.error)
+        waiter.reject(response.error)
 
     def _cancel_request(self, params: Any, id_: Any, owner: Any) -> None:
         """C{$/cancelRequest}: cancel the peer's running request C{params["id"]}."""

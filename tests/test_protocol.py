@@ -1305,3 +1305,36 @@ class TestClientSide:
         assert len(server_transport.writes) == 1
         client.dataReceived(server_transport.value())
         assert [outcome(d) for d in ds] == list(range(5))
+
+
+class TestRefusedLines:
+    """A line the peer refuses outright is answered with id null."""
+
+    def test_the_one_waiting_call_fails_with_the_peers_error(self) -> None:
+        service = JSONService()
+        service.add_method("echo", lambda value: value)
+        pair = connected_pair(service, server_limits={"max_depth": 5, "max_line_length": 200})
+        deep = pair.client.call("echo", [[[[[1]]]]])
+        pair.flush()
+        failure = outcome(deep)
+        assert failure.check(RPCError)
+        assert failure.value.code == -32700
+        long = pair.client.call("echo", "x" * 300)
+        pair.flush()
+        assert outcome(long).value.code == -32002
+
+    def test_with_several_calls_waiting_it_is_logged(self) -> None:
+        service = JSONService()
+        gate: Deferred[int] = Deferred()
+        service.add_method("slow", lambda: gate)
+        service.add_method("echo", lambda value: value)
+        pair = connected_pair(service, server_limits={"max_line_length": 200})
+        slow = pair.client.call("slow")
+        with CapturedLog() as log:
+            long = pair.client.call("echo", "x" * 300)
+            pair.flush()
+        assert not long.called
+        assert any("reported an error" in e.get("log_format", "") for e in log.events)
+        gate.callback(1)
+        pair.flush()
+        assert outcome(slow) == 1
