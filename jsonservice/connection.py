@@ -222,6 +222,18 @@ class Connection(Replies):
         if not self._pumping:
             self._host.close()
 
+    def take_unread(self) -> bytes:
+        """
+        Remove and return everything received but not handled: the queued
+        lines (each with a C{\\n}) and the unfinished one (LineReceiver's
+        raw mode takes over from here).
+        """
+        lines = [line for line in self._queue if line.__class__ is bytes]
+        self._queue = []
+        self._queue_bytes = self._peeked = 0
+        data = b"".join(line + b"\n" for line in lines)
+        return data + self._framer.take_partial()
+
     def hold(self, reason: str) -> None:
         """Stop starting requests for C{reason} (the peer's responses are still read)."""
         self._holds.add(reason)
@@ -330,7 +342,9 @@ class Connection(Replies):
         much input waits; read again below half of that.
         """
         waiting = self._queue_bytes + self._framer.buffered
-        stop = waiting > self._read_ahead or (bool(self._holds) and not self.calls)
+        # (A "raw" hold is LineReceiver's raw mode: its bytes still flow.)
+        holding = bool(self._holds) and self._holds != {"raw"}
+        stop = waiting > self._read_ahead or (holding and not self.calls)
         if self._reading and stop:
             self._reading = False
             self._host.reading(False)

@@ -177,6 +177,12 @@ class JSONProtocol(Caller, LineReceiver):
         framer = self._core.framer
         before = framer.buffered + len(data)
         self._core.receive_data(data)
+        if not self.line_mode:
+            # A handler switched to raw mode: the rest of this read is raw.
+            rest = self._core.take_unread()
+            if rest:
+                self.rawDataReceived(rest)  # type: ignore[no-untyped-call]
+            return
         budget = self._budget
         if budget is not None and (framer.buffered or self._core.held_bytes or self in budget.charged):
             budget.charge(self)
@@ -278,6 +284,16 @@ class JSONProtocol(Caller, LineReceiver):
     def sendLine(self, line: bytes) -> None:
         """Write one line, in order with the replies being written."""
         self._core.write(line + self.delimiter)
+
+    def setRawMode(self) -> None:
+        """Deliver what follows to C{rawDataReceived} (LineReceiver's contract)."""
+        super().setRawMode()  # type: ignore[no-untyped-call]
+        self._core.hold("raw")
+
+    def setLineMode(self, extra: bytes = b"") -> None:
+        """Back to lines; C{extra} is handled as received data."""
+        self._core.release("raw")
+        super().setLineMode(extra)  # type: ignore[no-untyped-call]
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """Lines over C{MAX_LENGTH} are answered -32002 by the core and skipped."""

@@ -10,6 +10,7 @@ L{Clock}: no ports, no sleeps.
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
@@ -1338,3 +1339,36 @@ class TestRefusedLines:
         gate.callback(1)
         pair.flush()
         assert outcome(slow) == 1
+
+
+class TestRawMode:
+    """LineReceiver's raw mode, switched from a line handler, takes the rest of the read."""
+
+    def test_switch_to_raw_mid_read_and_back(self) -> None:
+        service = JSONService()
+        service.add_method("echo", lambda value: value)
+        raw: list[bytes] = []
+
+        class Switching(JSONProtocol):
+            def lineReceived(self, line: bytes) -> None:
+                if line == b"RAW":
+                    self.setRawMode()
+                    return
+                super().lineReceived(line)
+
+            def rawDataReceived(self, data: bytes) -> None:
+                raw.append(data)
+                if data.endswith(b"END"):
+                    self.setLineMode()
+
+        proto = Switching(service, None, Clock())
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        proto.dataReceived(rpc("echo", [1], id=1) + b"RAW\nabc\ndef\npartial")
+        assert [r["id"] for r in map(json.loads, transport.value().splitlines())] == [1]
+        assert raw == [b"abc\ndef\npartial"]
+        assert transport.producerState == "producing"
+        proto.dataReceived(b"...END")
+        assert raw[-1] == b"...END"
+        proto.dataReceived(rpc("echo", [2], id=2))
+        assert [r["id"] for r in map(json.loads, transport.value().splitlines())] == [1, 2]
