@@ -1660,10 +1660,14 @@ def _sync_service() -> FakeTable:
     return FakeTable({"echo": echo, "add": add, "fail": fail, "none": lambda p, i, o: None}, message)
 
 
-def _run(data: bytes, cuts: list[int]) -> bytes:
+def _run(data: bytes, cuts: list[int], general: bool = False) -> bytes:
+    """Feed C{data} cut at C{cuts}; with C{general}, every value goes through handle_value."""
     host = FakeHost()
     core = Connection(_sync_service(), host, limits=Limits(max_line_length=4096))
     host.core = core
+    if general:
+        core.value_handler = lambda value: core.handle_value(value)
+        assert not core._own_values
     points = sorted({c % (len(data) + 1) for c in cuts})
     start = 0
     for point in [*points, len(data)]:
@@ -1695,22 +1699,6 @@ def test_chunking_never_changes_the_output(
         assert _run(data, list(range(len(data)))) == whole
 
 
-def _run_general(data: bytes, cuts: list[int]) -> bytes:
-    """Like L{_run}, with every value routed through C{handle_value} (no inlined first step)."""
-    host = FakeHost()
-    core = Connection(_sync_service(), host, limits=Limits(max_line_length=4096))
-    host.core = core
-    core.value_handler = lambda value: core.handle_value(value)
-    assert not core._own_values
-    points = sorted({c % (len(data) + 1) for c in cuts})
-    start = 0
-    for point in [*points, len(data)]:
-        core.receive_data(data[start:point])
-        start = point
-    core.receive_eof()
-    return host.output
-
-
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     lines=st.lists(_LINE_VALUES, min_size=1, max_size=8),
@@ -1723,7 +1711,7 @@ def test_inlined_request_step_gives_the_same_bytes_as_handle_value(lines: list[A
     same as through handle_value.
     """
     data = b"".join(json.dumps(value, separators=(",", ":")).encode() + b"\n" for value in lines)
-    assert _run(data, cuts) == _run_general(data, cuts)
+    assert _run(data, cuts) == _run(data, cuts, general=True)
 
 
 _RESPONSES = st.fixed_dictionaries(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from typing import Any
 
 import pytest_twisted
@@ -63,18 +64,17 @@ def _unread_then_close(port: int, requests: int) -> int:
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
     sock.sendall(b"".join(_request("blob", [20_000], i) for i in range(requests)))
-    sock.settimeout(10)
-    received = b""
-    import time
-
     time.sleep(1.0)  # the server's idle timeout fires while its output is backed up
-    while True:
-        chunk = sock.recv(1 << 16)
-        if not chunk:
-            break
-        received += chunk
+    return _read_to_end(sock).count(b"\n")
+
+
+def _read_to_end(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes, then close."""
+    received = []
+    while chunk := sock.recv(1 << 16):
+        received.append(chunk)
     sock.close()
-    return received.count(b"\n")
+    return b"".join(received)
 
 
 @pytest_twisted.ensureDeferred
@@ -102,14 +102,7 @@ def _half_close(port: int, payload: bytes) -> bytes:
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     sock.sendall(payload)
     sock.shutdown(socket.SHUT_WR)
-    received = b""
-    while True:
-        chunk = sock.recv(1 << 16)
-        if not chunk:
-            break
-        received += chunk
-    sock.close()
-    return received
+    return _read_to_end(sock)
 
 
 @pytest_twisted.ensureDeferred
