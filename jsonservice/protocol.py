@@ -10,6 +10,7 @@ timers (request, idle, authentication), cancellation and flow control.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any, Final
 
 from twisted.internet.error import ConnectionDone
@@ -66,7 +67,6 @@ class JSONProtocol(Caller, LineReceiver):
     """
 
     delimiter = b"\n"
-    MAX_LENGTH = _DEFAULT_LIMITS.max_line_length
     _log = Logger(namespace="jsonservice.protocol")
 
     def __init__(
@@ -76,8 +76,12 @@ class JSONProtocol(Caller, LineReceiver):
         clock: IReactorTime | None = None,
     ) -> None:
         self.service = service
-        self.limits = limits = limits or _DEFAULT_LIMITS
-        self.MAX_LENGTH = limits.max_line_length
+        limits = limits or _DEFAULT_LIMITS
+        declared = type(self).MAX_LENGTH
+        if isinstance(declared, int) and declared != limits.max_line_length:
+            # A subclass setting MAX_LENGTH, as LineReceiver's do, sets the limit.
+            limits = dataclasses.replace(limits, max_line_length=declared)
+        self.limits = limits
         self._clock = clock
         self.state: dict[str, Any] = {}
         self._core = core = Connection(service, TwistedHost(self), self, limits)
@@ -105,6 +109,19 @@ class JSONProtocol(Caller, LineReceiver):
         self.opened_at = 0.0
 
     # -- state --------------------------------------------------------------
+
+    @property
+    def MAX_LENGTH(self) -> int:
+        """
+        The longest line accepted, in bytes (LineReceiver's name for the
+        C{max_line_length} limit); setting it changes the limit of this
+        connection from its next line on.
+        """
+        return self._core.framer.max_line_length
+
+    @MAX_LENGTH.setter
+    def MAX_LENGTH(self, value: int) -> None:
+        self._core.framer.max_line_length = value
 
     @property
     def clock(self) -> IReactorTime:

@@ -1372,3 +1372,33 @@ class TestRawMode:
         assert raw[-1] == b"...END"
         proto.dataReceived(rpc("echo", [2], id=2))
         assert [r["id"] for r in map(json.loads, transport.value().splitlines())] == [1, 2]
+
+
+class TestMaxLength:
+    """LineReceiver's MAX_LENGTH is the max_line_length limit."""
+
+    def test_a_subclass_setting_max_length_sets_the_limit(self) -> None:
+        class Short(JSONProtocol):
+            MAX_LENGTH = 100
+
+        service = JSONService()
+        service.add_method("echo", lambda value: value)
+        proto = Short(service, None, Clock())
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        assert proto.limits.max_line_length == 100
+        proto.dataReceived(rpc("echo", ["x" * 150], id=1) + rpc("echo", ["ok"], id=2))
+        first, second = map(json.loads, transport.value().splitlines())
+        assert first["error"]["code"] == -32002
+        assert first["error"]["data"] == {"max_line_length": 100}
+        assert second["result"] == "ok"
+
+    def test_setting_max_length_on_a_connection(self) -> None:
+        service = JSONService()
+        service.add_method("echo", lambda value: value)
+        proto, transport, _ = server_on_string_transport(service)
+        assert proto.limits.max_line_length == proto.MAX_LENGTH
+        proto.MAX_LENGTH = 80
+        proto.dataReceived(rpc("echo", ["y" * 100], id=1))
+        [reply] = map(json.loads, transport.value().splitlines())
+        assert reply["error"]["data"] == {"max_line_length": 80}
