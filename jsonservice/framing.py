@@ -122,7 +122,6 @@ class Framer:
         self.max_line_length = max_line_length
         self._parts: list[bytes] = []
         self._tail = b""  # the last 18 bytes held, for digit runs across reads
-        #: Bytes held that are not yet part of a complete line (the unfinished line).
         self.buffered = 0
         self._parts_big = False
         self._discarding = False
