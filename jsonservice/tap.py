@@ -8,11 +8,12 @@ import dataclasses
 import importlib
 import os
 import sys
-from typing import Any
+from typing import Any, Final
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
 from twisted.python import usage
 
 from .limits import LIMIT_HELP, Limits
@@ -170,6 +171,12 @@ class Options(usage.Options):
                 raise usage.UsageError(str(exc)) from None
 
 
+#: The listen backlog of C{--port NUMBER}: Twisted's default of 50 makes a
+#: client connecting quickly stall 1 s on every 51st connect (the kernel caps
+#: it at net.core.somaxconn).  A C{--listen} description sets its own.
+LISTEN_BACKLOG: Final = 1024
+
+
 def port_description(port: str, interface: str) -> str:
     """
     An endpoint description for C{--port}: a bare number binds
@@ -179,7 +186,28 @@ def port_description(port: str, interface: str) -> str:
         return port
     escaped = interface.replace("\\", "\\\\").replace(":", "\\:")
     kind = "tcp6" if ":" in interface else "tcp"
-    return f"{kind}:{port}:interface={escaped}"
+    return f"{kind}:{port}:interface={escaped}:backlog={LISTEN_BACKLOG}"
+
+
+def _warn_if_descriptors_short(max_connections: int) -> None:
+    """
+    Warn when C{max_connections} exceeds what the process may open: past
+    its file-descriptor limit, clients are reset by the kernel instead of
+    getting the -32001 line.
+    """
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):  # not on this platform
+        return
+    if soft != resource.RLIM_INFINITY and max_connections > soft - 32:
+        Logger(namespace="jsonservice.server").warn(
+            "--max-connections {wanted} exceeds what this process may open ({soft} file descriptors):"
+            " raise the limit (ulimit -n, LimitNOFILE=) or lower --max-connections",
+            wanted=max_connections,
+            soft=soft,
+        )
 
 
 def read_token(path: str) -> bytes:
@@ -238,6 +266,7 @@ def makeService(options: Options) -> IService:
             shutdown_grace=options["limits"].shutdown_grace,
         ).setServiceParent(supervisor)  # type: ignore[no-untyped-call]
         return supervisor
+    _warn_if_descriptors_short(options["limits"].max_connections)
     factory = JSONServerFactory(
         options["service_object"],
         limits=options["limits"],

@@ -86,7 +86,7 @@ class TCPAddress:
 
     host: str
     port: int
-    backlog: int = 50
+    backlog: int = 1024
 
     @property
     def family(self) -> socket.AddressFamily:
@@ -139,7 +139,7 @@ def parse_tcp_description(description: str) -> TCPAddress:
     default_host = "::" if kind == "tcp6" else ""
     try:
         port = int(keywords["port"])
-        backlog = int(keywords.get("backlog", "50"))
+        backlog = int(keywords.get("backlog", "1024"))
     except ValueError:
         raise ValueError(f"{description!r}: port and backlog are numbers") from None
     return TCPAddress(keywords.get("interface", default_host), port, backlog)

@@ -319,13 +319,15 @@ def parse(*args: str) -> Options:
 
 
 def test_bare_port_binds_the_interface() -> None:
-    assert parse("--port", "9000")["endpoints"] == ["tcp:9000:interface=127.0.0.1"]
-    assert parse("-p", "9000", "-i", "0.0.0.0")["endpoints"] == ["tcp:9000:interface=0.0.0.0"]
+    assert parse("--port", "9000")["endpoints"] == ["tcp:9000:interface=127.0.0.1:backlog=1024"]
+    assert parse("-p", "9000", "-i", "0.0.0.0")["endpoints"] == ["tcp:9000:interface=0.0.0.0:backlog=1024"]
 
 
 def test_ipv6_interface_is_escaped() -> None:
-    assert parse("--port", "9000", "--interface", "::1")["endpoints"] == [r"tcp6:9000:interface=\:\:1"]
-    assert port_description("1", "fe80::1%eth0") == r"tcp6:1:interface=fe80\:\:1%eth0"
+    assert parse("--port", "9000", "--interface", "::1")["endpoints"] == [
+        r"tcp6:9000:interface=\:\:1:backlog=1024"
+    ]
+    assert port_description("1", "fe80::1%eth0") == r"tcp6:1:interface=fe80\:\:1%eth0:backlog=1024"
 
 
 def test_port_description_kept() -> None:
@@ -335,7 +337,7 @@ def test_port_description_kept() -> None:
 
 def test_default_port() -> None:
     assert DEFAULT_PORT == 8080
-    assert parse()["endpoints"] == ["tcp:8080:interface=127.0.0.1"]
+    assert parse()["endpoints"] == ["tcp:8080:interface=127.0.0.1:backlog=1024"]
 
 
 def test_listen_repeats() -> None:
@@ -343,7 +345,7 @@ def test_listen_repeats() -> None:
     assert options["endpoints"] == ["tcp:1:interface=127.0.0.1", r"tcp6:2:interface=\:\:1"]
     # --port and --listen together: both.
     both = parse("--listen", "unix:/tmp/a.sock", "--port", "3")
-    assert both["endpoints"] == ["tcp:3:interface=127.0.0.1", "unix:/tmp/a.sock"]
+    assert both["endpoints"] == ["tcp:3:interface=127.0.0.1:backlog=1024", "unix:/tmp/a.sock"]
     # A fresh Options does not share the list.
     assert parse()["listen"] == []
 
@@ -506,3 +508,22 @@ async def test_make_service_serves_and_drains_in_process() -> None:
         await top.stopService().addTimeout(WAIT, reactor)
     assert factory.draining
     assert not factory.connections
+
+
+def test_max_connections_past_the_descriptor_limit_is_warned(monkeypatch: Any) -> None:
+    import resource
+
+    from twisted.logger import globalLogPublisher
+
+    from jsonservice import tap
+
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1024, 4096))
+    seen: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        tap._warn_if_descriptors_short(10_000)
+        tap._warn_if_descriptors_short(500)
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    warned = [e for e in seen if "file descriptors" in e.get("log_format", "")]
+    assert [e["wanted"] for e in warned] == [10_000]
