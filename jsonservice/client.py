@@ -148,6 +148,7 @@ class ReconnectingClient(ClientService):
         """
         self.factory = JSONClientFactory(service, clock=reactor, **limits)
         self._reactor = reactor
+        self._stopped = False
         super().__init__(
             _endpoint(reactor, endpoint),
             self.factory,
@@ -155,6 +156,20 @@ class ReconnectingClient(ClientService):
             clock=reactor,
             prepareConnection=None if auth_token is None else (lambda proto: authenticate(proto, auth_token)),  # type: ignore[arg-type]
         )
+
+    def startService(self) -> None:
+        """Start connecting (and keep a connection up)."""
+        self._stopped = False
+        super().startService()
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Stop: close the connection and stop reconnecting.  From now on
+        L{call}, L{notify} and L{send} fail at once with C{CancelledError}.
+        """
+        self._stopped = True
+        stopped: Deferred[None] = super().stopService()
+        return stopped
 
     def protocol(self) -> Deferred[JSONProtocol]:
         """
@@ -220,6 +235,10 @@ class ReconnectingClient(ClientService):
         (we are inside its C{connectionLost}, before C{ClientService} hears
         of it) is not handed out: the next one is awaited.
         """
+        if self._stopped:
+            # Not whenConnected(): right after stopService() (still inside
+            # ClientService's state machine) it would raise RuntimeError.
+            return fail(CancelledError("the client is stopped"))
         waiting: Deferred[Any] = self.whenConnected()
         if waiting.called:
             now: list[Any] = []

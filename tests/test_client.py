@@ -719,6 +719,8 @@ async def test_reconnecting_client_stop_service_closes_it(net: Net) -> None:
     await wait_until(lambda: net.backend.hang_calls == 1, what="the call to arrive")
 
     await within(client.stopService())
+    # Right after the stop (still in ClientService's own callbacks): a clear failure.
+    (await failure_of(client.call("echo", 1), 1)).trap(CancelledError)
     assert not client.running
     assert proto._closed
     (await failure_of(pending)).trap(ConnectionClosed)
