@@ -113,6 +113,8 @@ class Options(usage.Options):
         port = self["port"]
         if port is not None or not endpoints:
             endpoints.insert(0, port_description(port or str(DEFAULT_PORT), self["interface"]))
+        for description in endpoints:
+            check_endpoint(description)
         self["endpoints"] = endpoints
         values: dict[str, Any] = {}
         for field in dataclasses.fields(Limits):
@@ -170,6 +172,33 @@ class Options(usage.Options):
             except ValueError as exc:
                 raise usage.UsageError(str(exc)) from None
 
+
+def check_endpoint(description: str) -> None:
+    """
+    Refuse a server endpoint description that cannot be parsed, with a
+    one-line usage error instead of a traceback when twistd starts.
+
+    @raise usage.UsageError: the description is not one Twisted knows.
+    """
+    if description.startswith("systemd:"):
+        return  # parsed against the descriptors systemd passes, at start
+    try:
+        serverFromString(_PARSE_ONLY, description)
+    except (ValueError, TypeError) as exc:
+        hint = ""
+        if isinstance(exc, TypeError) or ("\\:" not in description and description.count(":") > 3):
+            hint = " (escape colons inside a value, interface=\\:\\:1, and quote it in a shell)"
+        raise usage.UsageError(f"endpoint {description!r}: {exc}{hint}") from None
+    except ImportError as exc:
+        raise usage.UsageError(
+            f"endpoint {description!r} needs {exc.name}: install jsonservice[tls]"
+        ) from None
+    except OSError as exc:  # a certificate or key file that cannot be read
+        raise usage.UsageError(f"endpoint {description!r}: {exc.strerror}: {exc.filename}") from None
+
+
+#: Endpoint parsers only keep the reactor they are given: none is needed to check one.
+_PARSE_ONLY: Final = object()
 
 #: The listen backlog of C{--port NUMBER}: Twisted's default of 50 makes a
 #: client connecting quickly stall 1 s on every 51st connect (the kernel caps

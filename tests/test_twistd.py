@@ -527,3 +527,22 @@ def test_max_connections_past_the_descriptor_limit_is_warned(monkeypatch: Any) -
         globalLogPublisher.removeObserver(seen.append)
     warned = [e for e in seen if "file descriptors" in e.get("log_format", "")]
     assert [e["wanted"] for e in warned] == [10_000]
+
+
+@pytest.mark.parametrize(
+    ("description", "said"),
+    [
+        ("bogus:1", "Unknown endpoint type"),
+        ("tcp:abc", "invalid literal"),
+        ("tcp6:8080:interface=::1", "escape colons"),
+    ],
+)
+def test_bad_endpoints_are_usage_errors(description: str, said: str) -> None:
+    with pytest.raises(usage.UsageError, match=said):
+        parse("--listen", description)
+    with pytest.raises(usage.UsageError, match=said):
+        parse("--port", description)
+
+
+def test_systemd_descriptions_are_left_to_start_time() -> None:
+    assert parse("--listen", "systemd:domain=INET:index=0")["endpoints"][-1] == "systemd:domain=INET:index=0"

@@ -136,7 +136,7 @@ def test_parse_tcp_description(description: str, address: TCPAddress) -> None:
 def test_workers_refuse_what_they_cannot_share(args: list[str]) -> None:
     if "--metrics" in args:
         pytest.importorskip("prometheus_client")
-    with pytest.raises(usage.UsageError, match=r"workers|inherit-fd|port"):
+    with pytest.raises(usage.UsageError, match=r"workers|inherit-fd|port|endpoint"):
         parse(*args)
 
 
