@@ -16,6 +16,7 @@ arguments.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from typing import Any, Final, NoReturn
@@ -29,9 +30,12 @@ from .codec import EncodeError, dumps, loads
 from .errors import ParseError, RPCError
 from .protocol import JSONProtocol
 
-__all__ = ["DEFAULT_ENDPOINT", "main", "parse_args", "parse_params"]
+__all__ = ["DEFAULT_ENDPOINT", "ENDPOINT_VARIABLE", "main", "parse_args", "parse_params"]
 
 DEFAULT_ENDPOINT: Final = "tcp:127.0.0.1:8080"
+#: The environment variable that sets the default of C{--connect}
+#: (C{PORT=9000 make run}, then C{export JSONSERVICE_CONNECT=tcp:127.0.0.1:9000}).
+ENDPOINT_VARIABLE: Final = "JSONSERVICE_CONNECT"
 DEFAULT_TIMEOUT: Final = 10.0
 
 EXIT_OK: Final = 0
@@ -99,9 +103,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--connect",
             "-c",
-            default=DEFAULT_ENDPOINT,
+            default=os.environ.get(ENDPOINT_VARIABLE) or DEFAULT_ENDPOINT,
             metavar="ENDPOINT",
-            help=f"client endpoint description [default: {DEFAULT_ENDPOINT}]",
+            help=f"client endpoint description [default: ${ENDPOINT_VARIABLE}, else {DEFAULT_ENDPOINT}]",
         )
         sub.add_argument(
             "--auth-token-file",

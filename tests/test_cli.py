@@ -114,6 +114,14 @@ def test_parse_args_call() -> None:
     assert args.timeout > 0
 
 
+def test_default_endpoint_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JSONSERVICE_CONNECT", "tcp:127.0.0.1:9000")
+    assert parse_args(["call", "ping"]).connect == "tcp:127.0.0.1:9000"
+    assert parse_args(["call", "-c", "unix:/tmp/x.sock", "ping"]).connect == "unix:/tmp/x.sock"
+    monkeypatch.setenv("JSONSERVICE_CONNECT", "")
+    assert parse_args(["call", "ping"]).connect == DEFAULT_ENDPOINT
+
+
 def test_parse_args_options_anywhere() -> None:
     args = parse_args(["call", "--connect", "unix:/tmp/x.sock", "-t", "0.5", "echo", "a=1"])
     assert (args.connect, args.timeout, args.params) == ("unix:/tmp/x.sock", 0.5, {"a": 1})
