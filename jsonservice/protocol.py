@@ -11,6 +11,7 @@ timers (request, idle, authentication), cancellation and flow control.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from typing import TYPE_CHECKING, Any, Final
 
 from twisted.internet.error import ConnectionDone
@@ -22,7 +23,7 @@ from zope.interface import implementer
 
 from .auth import AUTH_METHOD, AuthGate
 from .calls import CANCEL_METHOD, Caller, CallTimeout, ConnectionClosed
-from .connection import Connection
+from .connection import Connection, quote
 from .errors import RequestCancelled, RPCError
 from .flow import OutputWatch
 from .host import TwistedHost
@@ -166,6 +167,15 @@ class JSONProtocol(Caller, LineReceiver):
 
     def connectionMade(self) -> None:
         """Start the timers, watch the output, join the factory."""
+        if not _plausible_peer(self.transport.getPeer()):  # type: ignore[union-attr]
+            # Only a PROXY header (haproxy: listeners) can say this.
+            self._log.warn(
+                "Closing a connection whose peer address is not an address: {peer}",
+                peer=quote(self.transport.getPeer()),  # type: ignore[union-attr]
+            )
+            self._closed = True
+            self.transport.abortConnection()  # type: ignore[union-attr]
+            return
         self._watch.register()
         self.opened_at = self._last_active = self.clock.seconds()
         if self.limits.idle_timeout:
@@ -424,3 +434,19 @@ class JSONProtocol(Caller, LineReceiver):
 
 def _draining(params: Any, id_: Any, owner: Any) -> Any:
     raise RequestCancelled(data=_SHUTTING_DOWN)
+
+
+def _plausible_peer(peer: Any) -> bool:
+    """
+    Whether a peer address is an IP address and a port in range (a
+    C{haproxy:} listener takes both from the PROXY header, unchecked).
+    """
+    host = getattr(peer, "host", None)
+    if not isinstance(host, str):
+        return True  # UNIX sockets and the like: nothing to check
+    try:
+        ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return False
+    port = getattr(peer, "port", 0)
+    return isinstance(port, int) and 0 <= port <= 65535

@@ -301,3 +301,23 @@ def test_close_completes_though_the_output_watch_was_paused() -> None:
         if outcome is not None:
             break
     assert outcome is not None, "doWrite resumed the producer instead of closing"
+
+
+def test_a_peer_address_that_is_not_an_address_is_refused() -> None:
+    """A haproxy: listener takes the peer's address from the PROXY header, unchecked."""
+    from twisted.internet.address import IPv4Address
+
+    for host, port in (("evil\x1b[31mhost", 1234), ("127.0.0.1", 99999)):
+        factory = JSONServerFactory(_service(), clock=Clock())
+        proto = factory.buildProtocol(None)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
+        with CapturedLog() as log:
+            proto.makeConnection(transport)
+        assert transport.disconnecting
+        assert not factory.connections
+        [event] = [e for e in log.events if "not an address" in e.get("log_format", "")]
+        assert "\x1b" not in str(event["peer"]) or "\\x1b" in str(event["peer"])
+    proto = JSONServerFactory(_service(), clock=Clock()).buildProtocol(None)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "::1", 80))
+    proto.makeConnection(transport)
+    assert not transport.disconnecting
