@@ -48,13 +48,15 @@ clean (the pytest plugin's C{jsonservice_server} fixture is built on it).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping
 from typing import Any, Final, TypeVar
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.task import Clock, deferLater
 from twisted.python.failure import Failure
-from twisted.test.iosim import FakeAddress, FakeTransport, IOPump, connect
+from twisted.test.iosim import FakeTransport, IOPump, connect
 
 from .client import CLIENT_LIMITS, JSONClientFactory
 from .codec import loads
@@ -75,6 +77,9 @@ __all__ = [
     "listen_loopback",
     "result_of",
 ]
+
+#: Client ports of the in-memory connections (each pair's client gets its own).
+_CLIENT_PORTS = itertools.count(40000)
 
 #: How many rounds of pumping L{MemoryServer.flush} allows before it decides
 #: the two ends talk to each other forever.
@@ -238,8 +243,9 @@ class MemoryServer:
         client_factory = JSONClientFactory(
             client_service, clock=self.clock, limits=limits or CLIENT_LIMITS, **kwargs
         )
-        server_address = FakeAddress()
-        client_address = FakeAddress()
+        # Loopback TCP addresses, so handlers using ctx.peer.host work in tests.
+        server_address = IPv4Address("TCP", "127.0.0.1", 8080)
+        client_address = IPv4Address("TCP", "127.0.0.1", next(_CLIENT_PORTS))
         server = self.factory.buildProtocol(client_address)
         client = client_factory.buildProtocol(server_address)
         assert client is not None
