@@ -183,9 +183,23 @@ def _exit_for(failure: Failure, endpoint: str) -> int:
     elif failure.check(ConnectError, DNSLookupError):
         sys.stderr.write(f"cannot connect to {endpoint}: {failure.getErrorMessage()}\n")
     elif failure.check(ConnectionLost):
-        sys.stderr.write(f"connection to {endpoint} closed before the reply\n")
+        reason = failure.getErrorMessage()
+        if "certificate verify failed" in reason:
+            sys.stderr.write(
+                f"cannot connect to {endpoint}: TLS: the server's certificate failed verification"
+                " (tls: checks it against the system's trust store; trustRoots=DIR names a private CA)\n"
+            )
+        elif "SSL routines" in reason:
+            sys.stderr.write(f"cannot connect to {endpoint}: TLS handshake failed: {reason}\n")
+        else:
+            sys.stderr.write(f"connection to {endpoint} closed before the reply\n")
     else:
         sys.stderr.write(f"failed: {failure.getErrorMessage()}\n")
+    return EXIT_UNAVAILABLE
+
+
+def _no_tls(endpoint: str) -> int:
+    sys.stderr.write(f"cannot connect to {endpoint}: TLS needs pyOpenSSL: pip install 'jsonservice[tls]'\n")
     return EXIT_UNAVAILABLE
 
 
@@ -226,9 +240,13 @@ async def _run(reactor: Any, args: argparse.Namespace) -> int:
     except (ValueError, TypeError, KeyError) as exc:
         sys.stderr.write(f"jsonservice: bad endpoint description {args.connect!r}: {exc}\n")
         return EXIT_USAGE
+    except (ImportError, NameError):  # Twisted's TLS endpoints without pyOpenSSL
+        return _no_tls(args.connect)
     factory = _ClientFactory(reactor)
     try:
         proto: JSONProtocol = await endpoint.connect(factory).addTimeout(timeout, reactor)
+    except (ImportError, NameError):
+        return _no_tls(args.connect)
     except Exception:
         return _exit_for(Failure(), args.connect)
     code, result = EXIT_OK, None

@@ -267,3 +267,62 @@ def test_twistd_options_accept_an_ssl_listener(certificate: tuple[Path, Path, Pa
     assert options["endpoints"] == [description]
     top = makeService(options)
     assert len(list(top)) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_cli_tls_verifies_and_says_so_in_one_line(
+    reactor: Any, certificate: tuple[Path, Path, Path]
+) -> None:
+    """tls: verifies the server; a certificate that fails is one line and exit 2, no traceback."""
+    import sys
+
+    from twisted.internet.utils import getProcessOutputAndValue
+
+    key, cert, ca_dir = certificate
+    server = TLSServer(reactor, key, cert)
+    port = await server.start()
+    try:
+        cli = [sys.executable, "-m", "jsonservice", "call", "--timeout", "5", "--connect"]
+        trusted = f"tls:localhost:{port}:trustRoots={escape(ca_dir)}"
+        out, err, code = await within(getProcessOutputAndValue(cli[0], [*cli[1:], trusted, "ping"]), reactor)
+        assert (out, code) == (b'"pong"\n', 0), err
+        untrusted = f"tls:localhost:{port}"
+        out, err, code = await within(
+            getProcessOutputAndValue(cli[0], [*cli[1:], untrusted, "ping"]), reactor
+        )
+        assert code == 2
+        assert err.count(b"\n") == 1, err
+        assert b"certificate failed verification" in err
+    finally:
+        await server.close()
+
+
+def test_cli_without_pyopenssl_is_one_line(tmp_path: Path) -> None:
+    """Without the tls extra, an ssl:/tls: endpoint is a one-line error (exit 2), not a traceback."""
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "OpenSSL"
+    blocker.mkdir()
+    (blocker / "__init__.py").write_text("raise ImportError('No module named OpenSSL')\n")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jsonservice",
+            "call",
+            "--timeout",
+            "2",
+            "--connect",
+            "ssl:127.0.0.1:1",
+            "ping",
+        ],
+        env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "jsonservice[tls]" in done.stderr
