@@ -26,7 +26,19 @@ if TYPE_CHECKING:
     from .factory import JSONFactoryBase
     from .protocol import JSONProtocol
 
-__all__ = ["MetricsPage", "PrometheusMetrics"]
+__all__ = [
+    "MULTIPROCESS_VARIABLE",
+    "MetricsPage",
+    "PrometheusMetrics",
+    "SupervisorMetrics",
+    "WorkerGauges",
+    "multiprocess_registry",
+]
+
+#: prometheus-client's multiprocess mode: with C{--workers}, the supervisor
+#: sets it to a directory of its own; each worker records its metrics there
+#: and the supervisor serves their sum.
+MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 #: Latency buckets, in seconds: from 50 µs (a plain value) to 30 s (the
 #: default request timeout).
@@ -45,10 +57,12 @@ class PrometheusMetrics:
     hot path pays for nothing but the request observation.
     """
 
-    def __init__(self, registry: Any = None) -> None:
+    def __init__(self, registry: Any = None, *, multiprocess: bool = False) -> None:
         """
         @param registry: a C{prometheus_client.CollectorRegistry} (default:
             a new one).
+        @param multiprocess: this is a C{--workers} worker recording for its
+            supervisor (prometheus-client's multiprocess mode).
         @raise ImportError: C{prometheus-client} is not installed (install
             the C{metrics} extra).
         """
@@ -75,7 +89,10 @@ class PrometheusMetrics:
             ["limit"],
             registry=self.registry,
         )
-        self.registry.register(_FactoryCollector(self))
+        if not multiprocess:
+            # One process: read the factories at scrape time.  A worker
+            # instead writes them to its files (WorkerGauges).
+            self.registry.register(_FactoryCollector(self))
 
     def watch(self, factory: JSONFactoryBase) -> None:
         """Count the requests, connections and bytes of C{factory}."""
@@ -134,12 +151,91 @@ class _FactoryCollector:
         )
 
 
+class WorkerGauges:
+    """
+    In a C{--workers} worker: the gauges and byte counts of L{PrometheusMetrics}'s
+    factories, written to the multiprocess files every C{interval} seconds
+    (the supervisor cannot read this process's factories at scrape time).
+    """
+
+    def __init__(self, metrics: PrometheusMetrics) -> None:
+        from prometheus_client import Gauge
+
+        self.metrics = metrics
+        registry = metrics.registry
+        # Live sums: a dead worker's open connections are gone; its byte and
+        # connection totals stay in the sum ("sum" keeps them).
+        self._connections = Gauge(
+            "jsonservice_connections", "Open connections", registry=registry, multiprocess_mode="livesum"
+        )
+        self._in_flight = Gauge(
+            "jsonservice_in_flight", "Requests running", registry=registry, multiprocess_mode="livesum"
+        )
+        self._opened = Gauge(
+            "jsonservice_connections_opened_total",  # the single-process counter's sample name
+            "Connections accepted",
+            registry=registry,
+            multiprocess_mode="sum",
+        )
+        self._received = Gauge(
+            "jsonservice_received_bytes_total", "Bytes received", registry=registry, multiprocess_mode="sum"
+        )
+        self._sent = Gauge(
+            "jsonservice_sent_bytes_total", "Bytes sent", registry=registry, multiprocess_mode="sum"
+        )
+
+    def update(self) -> None:
+        """Write the current values."""
+        factories = self.metrics.factories
+        live = [proto for factory in factories for proto in factory.connections]
+        self._connections.set(len(live))
+        self._in_flight.set(sum(proto.in_flight for proto in live))
+        self._opened.set(sum(factory.connections_opened for factory in factories))
+        self._received.set(
+            sum(f.closed_bytes_received for f in factories) + sum(p.bytes_received for p in live)
+        )
+        self._sent.set(sum(f.closed_bytes_sent for f in factories) + sum(p.bytes_sent for p in live))
+
+
+def multiprocess_registry(directory: str) -> Any:
+    """A registry that reads every worker's metrics files in C{directory} (the supervisor's)."""
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    return registry
+
+
+class SupervisorMetrics:
+    """The C{--workers} supervisor's metrics: the sum of its workers' (multiprocess mode)."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.registry = multiprocess_registry(directory)
+
+    def render(self) -> bytes:
+        """The workers' metrics, summed, in the Prometheus text format."""
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+    def resource(self) -> MetricsPage:
+        """A C{twisted.web} resource serving L{render}."""
+        return MetricsPage(self)
+
+    def worker_ended(self, pid: int) -> None:
+        """Drop a dead worker's live gauges (its totals stay in the sums)."""
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid, self.directory)  # type: ignore[no-untyped-call]
+
+
 class MetricsPage(Resource):
     """Serves a L{PrometheusMetrics} at any path (GET)."""
 
     isLeaf = True
 
-    def __init__(self, metrics: PrometheusMetrics) -> None:
+    def __init__(self, metrics: PrometheusMetrics | SupervisorMetrics) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.metrics = metrics
 

@@ -8,6 +8,7 @@ import dataclasses
 import importlib
 import os
 import sys
+from collections.abc import Callable
 from typing import Any, Final
 
 from twisted.application.internet import StreamServerEndpointService
@@ -17,6 +18,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from .limits import LIMIT_HELP, Limits
+from .metrics import MULTIPROCESS_VARIABLE
 from .server import JSONServerFactory, JSONServerService
 from .service import JSONService
 
@@ -157,12 +159,6 @@ class Options(usage.Options):
             self["inherit-fd"] = int(self["inherit-fd"])
             return
         if self["workers"] > 1:
-            if self.get("metrics") is not None:
-                # Every worker would bind the same metrics endpoint, and all but one fail.
-                raise usage.UsageError(
-                    "--metrics cannot be combined with --workers yet: run single-process instances "
-                    "behind a load balancer (deploy/README.md) to get metrics"
-                )
             if len(self["endpoints"]) != 1:
                 raise usage.UsageError(
                     "--workers serves exactly one TCP endpoint: give one --port or --listen"
@@ -171,6 +167,58 @@ class Options(usage.Options):
                 self["worker_address"] = parse_tcp_description(self["endpoints"][0])
             except ValueError as exc:
                 raise usage.UsageError(str(exc)) from None
+
+
+def _without_option(argv: list[str], name: str) -> list[str]:
+    """C{argv} without option C{name} (C{--name VALUE} or C{--name=VALUE})."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            kept.append(arg)
+    return kept
+
+
+def _serve_worker_metrics(endpoint: str, parent: MultiService) -> Callable[[int], None]:
+    """
+    The supervisor's side of C{--metrics} with C{--workers}: a directory for
+    the workers' files (its path in the environment they inherit), the
+    page serving their sum, and the directory removed on stop.
+
+    @return: what to call with the pid of a worker that ended.
+    """
+    import shutil
+    import tempfile
+
+    from twisted.internet import reactor
+    from twisted.web.server import Site
+
+    from .metrics import SupervisorMetrics
+
+    directory = tempfile.mkdtemp(prefix="jsonservice-metrics-")
+    os.environ[MULTIPROCESS_VARIABLE] = directory
+    metrics = SupervisorMetrics(directory)
+    page = StreamServerEndpointService(serverFromString(reactor, endpoint), Site(metrics.resource()))
+    page._raiseSynchronously = True
+    page.setServiceParent(parent)
+    reactor.addSystemEventTrigger("after", "shutdown", shutil.rmtree, directory, True)
+    return metrics.worker_ended
+
+
+def _record_worker_metrics(factory: JSONServerFactory, parent: MultiService) -> None:
+    """A worker's side: record requests, and write the gauges every second."""
+    from twisted.application.internet import TimerService
+
+    from .metrics import PrometheusMetrics, WorkerGauges
+
+    metrics = PrometheusMetrics(multiprocess=True)
+    metrics.watch(factory)
+    gauges = WorkerGauges(metrics)
+    TimerService(1.0, gauges.update).setServiceParent(parent)
 
 
 def check_endpoint(description: str) -> None:
@@ -288,11 +336,17 @@ def makeService(options: Options) -> IService:
         from .workers import WorkerSupervisor
 
         supervisor = MultiService()
+        worker_args, ended = list(options["argv"]), None
+        if options["metrics"] is not None:
+            # The workers record into files the supervisor sums and serves.
+            worker_args = _without_option(worker_args, "--metrics")
+            ended = _serve_worker_metrics(options["metrics"], supervisor)
         WorkerSupervisor(
             options["worker_address"],
-            options["argv"],
+            worker_args,
             options["workers"],
             shutdown_grace=options["limits"].shutdown_grace,
+            on_worker_ended=ended,
         ).setServiceParent(supervisor)  # type: ignore[no-untyped-call]
         return supervisor
     _warn_if_descriptors_short(options["limits"].max_connections)
@@ -303,6 +357,8 @@ def makeService(options: Options) -> IService:
         log_requests=bool(options["log-requests"]),
     )
     top = MultiService()
+    if options["inherit-fd"] is not None and os.environ.get(MULTIPROCESS_VARIABLE):
+        _record_worker_metrics(factory, top)
     if options["metrics"] is not None:
         from twisted.web.server import Site
 

@@ -36,7 +36,7 @@ import contextlib
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -322,6 +322,7 @@ class WorkerSupervisor(Service):
         stopping supervisor waits (plus L{KILL_MARGIN}) before SIGKILL.
     @param reactor: the reactor (default: the global one).
     @param executable: the Python that runs the workers.
+    @param on_worker_ended: called with the pid of each worker that ended.
     """
 
     def __init__(
@@ -333,6 +334,7 @@ class WorkerSupervisor(Service):
         shutdown_grace: float,
         reactor: Any = None,
         executable: str = sys.executable,
+        on_worker_ended: Callable[[int], None] | None = None,
     ) -> None:
         self.address = address
         self.plugin_args = list(plugin_args)
@@ -340,6 +342,7 @@ class WorkerSupervisor(Service):
         self.shutdown_grace = shutdown_grace
         self.reactor = reactor
         self.executable = executable
+        self.on_worker_ended = on_worker_ended
         self.socket: socket.socket | None = None
         self.workers: dict[int, _WorkerProcess] = {}
         self._restarts: dict[int, IDelayedCall] = {}
@@ -419,6 +422,8 @@ class WorkerSupervisor(Service):
     def _worker_ended(self, worker: _WorkerProcess, reason: Failure) -> None:
         if worker.pid is not None:
             self.workers.pop(worker.pid, None)
+            if self.on_worker_ended is not None:
+                self.on_worker_ended(worker.pid)
         status = reason.value
         code = getattr(status, "exitCode", None)
         sig = getattr(status, "signal", None)

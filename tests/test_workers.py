@@ -130,12 +130,9 @@ def test_parse_tcp_description(description: str, address: TCPAddress) -> None:
         ["--workers", "0"],
         ["--workers", "two"],
         ["--inherit-fd", "x"],
-        ["--workers", "2", "--port", "8080", "--metrics", "tcp:9100"],
     ],
 )
 def test_workers_refuse_what_they_cannot_share(args: list[str]) -> None:
-    if "--metrics" in args:
-        pytest.importorskip("prometheus_client")
     with pytest.raises(usage.UsageError, match=r"workers|inherit-fd|port|endpoint"):
         parse(*args)
 
@@ -389,3 +386,54 @@ def test_worker_log_lines_are_relayed_with_the_worker_pid() -> None:
     assert relayed[0]["who"] == "you"
     assert any(e.get("text") == "raw line" for e in events)
     assert re.search("hello", str(relayed[0]["log_format"]))
+
+
+@linux_only
+@needs_twistd
+def test_metrics_with_workers_sum_every_worker(
+    service_module: Callable[..., Path], free_port: Callable[..., int]
+) -> None:
+    """--metrics with --workers: the supervisor serves the sum of its workers' metrics."""
+    pytest.importorskip("prometheus_client")
+    import urllib.request
+
+    cwd = service_module(WORKER_SERVICE, name="msvc")
+    port, metrics_port = free_port(), free_port()
+    proc = start_twistd(
+        cwd,
+        [
+            "--workers", "2", "--port", str(port), "--service", "msvc:service",
+            "--metrics", f"tcp:{metrics_port}:interface=127.0.0.1", "--shutdown-grace", "2",
+        ],
+    )  # fmt: skip
+    log = cwd / "twistd.log"
+    clients: list[LineClient] = []
+    try:
+        wait_for(lambda: log.read_text().count("(inherited socket)") >= 2, "2 workers serving", 15)
+        wait_port(port, proc)
+        pids: set[int] = set()
+        for _ in range(20):
+            client = LineClient("127.0.0.1", port)
+            clients.append(client)
+            pids.add(client.call("pid"))
+        assert len(pids) == 2, "every connection went to one worker"
+
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as page:
+                return str(page.read().decode())
+
+        def requests_counted() -> float:
+            text = scrape()
+            counted = re.findall(r'jsonservice_requests_total\{method="pid",outcome="ok"\} (\S+)', text)
+            return sum(float(value) for value in counted)
+
+        wait_for(lambda: requests_counted() == 20, "20 requests summed over both workers", 10)
+        wait_for(lambda: "jsonservice_connections 20.0" in scrape(), "20 open connections (gauges)", 10)
+    finally:
+        for client in clients:
+            client.close()
+        proc.terminate()  # a clean stop removes the supervisor's metrics directory
+        try:
+            proc.wait(15)
+        finally:
+            kill(proc)
