@@ -326,3 +326,27 @@ def test_cli_without_pyopenssl_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1, done.stderr
     assert "jsonservice[tls]" in done.stderr
+
+
+def test_twistd_ssl_listener_without_pyopenssl_is_a_usage_error(tmp_path: Path) -> None:
+    """twistd with an ssl: listener and no tls extra: a one-line usage error, not a traceback."""
+    import os
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "OpenSSL"
+    blocker.mkdir()
+    (blocker / "__init__.py").write_text("raise ImportError('No module named OpenSSL')\n")
+    twistd = Path(sys.executable).parent / "twistd"
+    done = subprocess.run(
+        [str(twistd), "--pidfile=", "-n", "jsonservice", "--listen", "ssl:0:privateKey=k.pem"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd()])},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "jsonservice[tls]" in done.stdout + done.stderr
