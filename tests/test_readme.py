@@ -151,9 +151,8 @@ def running() -> Iterator[list[Running]]:
         process.stop()
 
 
-def run(command: str, workdir: Path, port: int) -> str:
-    """Run one shown command (C{.venv/bin/} is this interpreter's) and return its stdout."""
-    argv = shlex.split(command.replace(".venv/bin/", f"{BIN}/"))
+def _completed(argv: list[str], workdir: Path, port: int) -> str:
+    """Run C{argv} for an example; it must succeed; its stdout."""
     done = subprocess.run(
         argv,
         cwd=workdir,
@@ -163,23 +162,18 @@ def run(command: str, workdir: Path, port: int) -> str:
         timeout=STEP,
         check=False,
     )
-    assert done.returncode == 0, f"{command}: exit {done.returncode}\n{done.stdout}{done.stderr}"
+    assert done.returncode == 0, f"{argv}: exit {done.returncode}\n{done.stdout}{done.stderr}"
     return done.stdout
+
+
+def run(command: str, workdir: Path, port: int) -> str:
+    """Run one shown command (C{.venv/bin/} is this interpreter's) and return its stdout."""
+    return _completed(shlex.split(command.replace(".venv/bin/", f"{BIN}/")), workdir, port)
 
 
 def run_python(code: str, workdir: Path, port: int) -> list[str]:
     """Run a Python block as a program (8080 is the free port); its stdout lines."""
-    done = subprocess.run(
-        [sys.executable, "-c", code.replace("8080", str(port))],
-        cwd=workdir,
-        env=environment(workdir, port),
-        capture_output=True,
-        text=True,
-        timeout=STEP,
-        check=False,
-    )
-    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}{done.stderr}"
-    return done.stdout.splitlines()
+    return _completed([sys.executable, "-c", code.replace("8080", str(port))], workdir, port).splitlines()
 
 
 def twistd(*args: str) -> list[str]:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -297,32 +300,26 @@ async def test_cli_tls_verifies_and_says_so_in_one_line(
         await server.close()
 
 
-def test_cli_without_pyopenssl_is_one_line(tmp_path: Path) -> None:
-    """Without the tls extra, an ssl:/tls: endpoint is a one-line error (exit 2), not a traceback."""
-    import subprocess
-    import sys
-
+def _without_pyopenssl(tmp_path: Path, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run C{argv} where importing OpenSSL fails, as without the tls extra."""
     blocker = tmp_path / "OpenSSL"
     blocker.mkdir()
     (blocker / "__init__.py").write_text("raise ImportError('No module named OpenSSL')\n")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jsonservice",
-            "call",
-            "--timeout",
-            "2",
-            "--connect",
-            "ssl:127.0.0.1:1",
-            "ping",
-        ],
-        env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)},
+    return subprocess.run(
+        argv,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd()])},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_cli_without_pyopenssl_is_one_line(tmp_path: Path) -> None:
+    """Without the tls extra, an ssl:/tls: endpoint is a one-line error (exit 2), not a traceback."""
+    cli = [sys.executable, "-m", "jsonservice", "call", "--timeout", "2"]
+    done = _without_pyopenssl(tmp_path, [*cli, "--connect", "ssl:127.0.0.1:1", "ping"])
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1, done.stderr
     assert "jsonservice[tls]" in done.stderr
@@ -330,22 +327,9 @@ def test_cli_without_pyopenssl_is_one_line(tmp_path: Path) -> None:
 
 def test_twistd_ssl_listener_without_pyopenssl_is_a_usage_error(tmp_path: Path) -> None:
     """twistd with an ssl: listener and no tls extra: a one-line usage error, not a traceback."""
-    import os
-    import subprocess
-    import sys
-
-    blocker = tmp_path / "OpenSSL"
-    blocker.mkdir()
-    (blocker / "__init__.py").write_text("raise ImportError('No module named OpenSSL')\n")
-    twistd = Path(sys.executable).parent / "twistd"
-    done = subprocess.run(
-        [str(twistd), "--pidfile=", "-n", "jsonservice", "--listen", "ssl:0:privateKey=k.pem"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd()])},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    twistd = str(Path(sys.executable).parent / "twistd")
+    done = _without_pyopenssl(
+        tmp_path, [twistd, "--pidfile=", "-n", "jsonservice", "--listen", "ssl:0:privateKey=k.pem"]
     )
     assert done.returncode != 0
     assert "Traceback" not in done.stdout + done.stderr
