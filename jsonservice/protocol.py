@@ -188,12 +188,11 @@ class JSONProtocol(Caller, LineReceiver):
             if getattr(factory, "auth_token", None) is not None:
                 self._auth = AuthGate(factory.auth_token, self._authenticated, self._auth_failed)
                 self._auth_timer = self.clock.callLater(self.limits.auth_timeout, self._auth_too_late)
-            self._core.specials[AUTH_METHOD] = self._auth.authenticate
-            self._update_gate()
             self._budget = getattr(factory, "budget", None)
+        self._core.specials[AUTH_METHOD] = self._auth.authenticate
+        self._update_gate()
+        if factory is not None and hasattr(factory, "connection_made"):
             factory.connection_made(self)
-        else:
-            self._core.specials[AUTH_METHOD] = self._auth.authenticate
 
     def dataReceived(self, data: bytes) -> None:
         """Feed the connection core (LineReceiver's raw mode still works)."""
