@@ -93,6 +93,7 @@ class JSONProtocol(Caller, LineReceiver):
             core.value_handler = self.valueReceived
         self._watch = OutputWatch(self)
         self._closed = False
+        self._peer_checked = False
         self._read_pauses: set[str] = set()
         self._idle_timer: IDelayedCall | None = None
         self._auth_timer: IDelayedCall | None = None
@@ -167,15 +168,6 @@ class JSONProtocol(Caller, LineReceiver):
 
     def connectionMade(self) -> None:
         """Start the timers, watch the output, join the factory."""
-        if not _plausible_peer(self.transport.getPeer()):  # type: ignore[union-attr]
-            # Only a PROXY header (haproxy: listeners) can say this.
-            self._log.warn(
-                "Closing a connection whose peer address is not an address: {peer}",
-                peer=quote(self.transport.getPeer()),  # type: ignore[union-attr]
-            )
-            self._closed = True
-            self.transport.abortConnection()  # type: ignore[union-attr]
-            return
         self._watch.register()
         self.opened_at = self._last_active = self.clock.seconds()
         if self.limits.idle_timeout:
@@ -199,6 +191,17 @@ class JSONProtocol(Caller, LineReceiver):
         if not self.line_mode:
             self.rawDataReceived(data)  # type: ignore[no-untyped-call]
             return
+        if not self._peer_checked:
+            # Checked at the first data, not at connectionMade: a haproxy:
+            # listener learns the peer from the PROXY header only then.
+            self._peer_checked = True
+            if not _plausible_peer(self.transport.getPeer()):  # type: ignore[union-attr]
+                self._log.warn(
+                    "Closing a connection whose peer address is not an address: {peer}",
+                    peer=quote(self.transport.getPeer()),  # type: ignore[union-attr]
+                )
+                self.transport.abortConnection()  # type: ignore[union-attr]
+                return
         self.bytes_received += len(data)
         framer = self._core.framer
         before = framer.buffered + len(data)

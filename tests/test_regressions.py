@@ -313,11 +313,41 @@ def test_a_peer_address_that_is_not_an_address_is_refused() -> None:
         transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
         with CapturedLog() as log:
             proto.makeConnection(transport)
+            proto.dataReceived(_request("echo", [1], 1))
         assert transport.disconnecting
-        assert not factory.connections
+        assert transport.value() == b""  # nothing was served
         [event] = [e for e in log.events if "not an address" in e.get("log_format", "")]
         assert "\x1b" not in str(event["peer"]) or "\\x1b" in str(event["peer"])
     proto = JSONServerFactory(_service(), clock=Clock()).buildProtocol(None)
     transport = StringTransport(peerAddress=IPv4Address("TCP", "::1", 80))
     proto.makeConnection(transport)
+    proto.dataReceived(_request("echo", [1], 1))
     assert not transport.disconnecting
+    assert _lines(transport.value()) == [{"jsonrpc": "2.0", "result": 1, "id": 1}]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_forged_proxy_header_is_refused(reactor: Any) -> None:
+    """Through a real haproxy: listener, a header whose source is not an address gets nothing."""
+    factory = JSONServerFactory(_service())
+    port = await serverFromString(reactor, "haproxy:tcp:0:interface=127.0.0.1").listen(factory)
+    number = port.getHost().port
+
+    def send(header: bytes) -> bytes:
+        sock = socket.create_connection(("127.0.0.1", number), timeout=10)
+        received = b""
+        try:
+            sock.sendall(header + _request("echo", ["hi"], 1))
+            while not received.endswith(b"\n") and (chunk := sock.recv(4096)):
+                received += chunk
+        except OSError:  # the server aborted: a reset
+            pass
+        sock.close()
+        return received
+
+    try:
+        assert await deferToThread(send, b"PROXY TCP4 notanip 127.0.0.1 5555 80\r\n") == b""
+        good = await deferToThread(send, b"PROXY TCP4 192.0.2.7 127.0.0.1 5555 80\r\n")
+        assert _lines(good) == [{"jsonrpc": "2.0", "result": "hi", "id": 1}]
+    finally:
+        await port.stopListening()
