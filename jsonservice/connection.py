@@ -467,9 +467,7 @@ class Connection(Replies):
             task.slot = [_WAITING, 0]
             self._plain.append(task.slot)
         running[key] = task
-        if self.in_flight >= self.limits.max_in_flight and "in-flight" not in self._holds:
-            self._holds.add("in-flight")
-            self._host.breached("max_in_flight")
+        self._hold_at_cap()
         # The host may finish it at once (an already-fired Deferred).
         self._host.start(task, pending)
 
@@ -482,11 +480,7 @@ class Connection(Replies):
                 self._write(self._error_line(id_, error))
             return
         if id_ is not NO_ID and result is not _WAITING:
-            try:
-                line = dumps_line({"jsonrpc": "2.0", "result": result, "id": id_})
-            except EncodeError:
-                line = self._result_line(id_, result, method)  # says why, as -32603
-            self._write(line)
+            self._write(self._result_line(id_, result, method))
 
     def complete(self, task: Task, value: Any) -> None:
         """A task finished with C{value}."""

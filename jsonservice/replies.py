@@ -205,10 +205,14 @@ class Replies:
             plain.append([data, 1])
         self._queued_replies += 1
         self._held_out += len(data)
+        self._hold_at_cap()
+        self._check_held()
+
+    def _hold_at_cap(self) -> None:
+        """At C{max_in_flight} (running plus queued replies): start nothing more."""
         if self.in_flight >= self.limits.max_in_flight and "in-flight" not in self._holds:
             self._holds.add("in-flight")
             self._host.breached("max_in_flight")
-        self._check_held()
 
     def _check_held(self) -> None:
         """Replies held back past C{max_unsent}: start nothing more until they go."""

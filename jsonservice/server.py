@@ -116,7 +116,7 @@ class JSONServerFactory(JSONFactoryBase):
     def connection_lost(self, proto: JSONProtocol) -> None:
         """Forget a closed connection; fire L{drain}'s Deferreds after the last."""
         super().connection_lost(proto)
-        clock = self.clock or _reactor()
+        clock = self._reactor()
         _log.info(
             "Connection from {peer} closed after {duration:.3f}s: {requests} requests,"
             " {bytes_in} bytes in, {bytes_out} bytes out",
@@ -149,7 +149,7 @@ class JSONServerFactory(JSONFactoryBase):
             return succeed(None)
         d: Deferred[None] = Deferred()
         self._drained.append(d)
-        clock: IReactorTime = self.clock or _reactor()
+        clock: IReactorTime = self._reactor()
         seconds = self.limits.shutdown_grace if grace is None else grace
         timer: IDelayedCall = clock.callLater(seconds, self._grace_over, clock)
 
@@ -189,12 +189,6 @@ class JSONServerFactory(JSONFactoryBase):
         self._abort_timer = None
         for proto in list(self.connections):
             proto.transport.abortConnection()  # type: ignore[union-attr]
-
-
-def _reactor() -> IReactorTime:
-    from twisted.internet import reactor
-
-    return reactor
 
 
 class JSONServerService(Service):
