@@ -100,7 +100,6 @@ class Framer:
 
     __slots__ = (
         "_after_cr",
-        "_backlog",
         "_depth",
         "_discarding",
         "_escape",
@@ -126,7 +125,6 @@ class Framer:
         self._parts_big = False
         self._discarding = False
         self._after_cr = False  # the last byte fed was a CR ending a line
-        self._backlog: list[bytes | LineTooLong] = []
         self.may_hold_big_int = False
         self.scanned = 0
         # The last non-whitespace byte of the unfinished line, or -1.
@@ -153,12 +151,11 @@ class Framer:
 
     def feed(self, data: bytes) -> list[bytes | LineTooLong]:
         """
-        Add bytes; return the lines they complete, in order (after any
-        lines given back with L{unread}), each without its line end, or a
-        L{LineTooLong} in the place of a line over the limit.
+        Add bytes; return the lines they complete, in order, each without
+        its line end, or a L{LineTooLong} in the place of a line over the
+        limit.
         """
-        out = self._backlog
-        self._backlog = []
+        out: list[bytes | LineTooLong] = []
         if self._after_cr and data:
             self._after_cr = False
             if data[0] == 10:  # the LF of a CRLF cut between two reads
@@ -166,7 +163,7 @@ class Framer:
         if 13 in data:  # a CR is rare; an int test is one memchr
             self._after_cr = data[-1] == 13
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        big = bool(out) or may_hold_big_int(data)
+        big = may_hold_big_int(data)
         if self._discarding:
             end = data.find(b"\n")
             if end < 0:
@@ -212,9 +209,6 @@ class Framer:
         if size > limit:
             lines.append(LineTooLong(limit))
             self._drop_partial(discard_rest=True)
-        if out:
-            out.extend(lines)
-            return out
         return lines
 
     def _append(self, data: bytes) -> None:
@@ -234,13 +228,6 @@ class Framer:
         stripped = data.rstrip(_WHITESPACE)
         if stripped:
             self._last = stripped[-1]
-
-    def unread(self, lines: list[bytes | LineTooLong]) -> None:
-        """
-        Give back lines returned by L{feed} but not consumed (the reader
-        paused); the next L{feed} returns them first.
-        """
-        self._backlog[:0] = lines
 
     def unterminated(self) -> bytes | None:
         """

@@ -204,14 +204,6 @@ def test_framer_big_int_flag_when_the_number_came_in_an_earlier_chunk() -> None:
     assert type(value[0]) is int
 
 
-def test_framer_big_int_flag_with_unread_lines() -> None:
-    framer = Framer(100)
-    lines = framer.feed(b"[" + HUGE + b"]\n")
-    framer.unread(lines)
-    assert framer.feed(b"") == lines
-    assert framer.may_hold_big_int is True
-
-
 # --- line-length limit -----------------------------------------------------------------
 
 
@@ -305,48 +297,6 @@ def test_line_too_long_value_semantics() -> None:
     assert hash(LineTooLong(5)) == hash(LineTooLong(5))
     assert repr(LineTooLong(7)) == "LineTooLong(7)"
     assert LineTooLong(9).limit == 9
-
-
-# --- unread ----------------------------------------------------------------------------
-
-
-def test_framer_unread_returns_lines_first() -> None:
-    framer = Framer(100)
-    lines = framer.feed(b"a\nb\nc\n")
-    assert lines == [b"a", b"b", b"c"]
-    framer.unread(lines[1:])
-    assert framer.feed(b"d\n") == [b"b", b"c", b"d"]
-    assert framer.feed(b"e\n") == [b"e"]
-
-
-def test_framer_unread_then_empty_feed() -> None:
-    framer = Framer(100)
-    framer.unread([b"x"])
-    assert framer.feed(b"") == [b"x"]
-    assert framer.feed(b"") == []
-
-
-def test_framer_unread_keeps_order_and_events() -> None:
-    framer = Framer(3)
-    framer.unread([b"c"])
-    framer.unread([b"a", LineTooLong(3)])
-    assert framer.feed(b"par") == [b"a", LineTooLong(3), b"c"]
-    assert framer.partial == b"par"
-
-
-def test_framer_unread_with_long_line_in_new_data() -> None:
-    framer = Framer(3)
-    framer.unread([b"x"])
-    assert framer.feed(b"toolong") == [b"x", LineTooLong(3)]
-    assert framer.feed(b"\ny\n") == [b"y"]
-
-
-def test_framer_unread_while_discarding() -> None:
-    framer = Framer(3)
-    assert framer.feed(b"toolong") == [LineTooLong(3)]
-    framer.unread([b"x"])
-    assert framer.feed(b"more") == [b"x"]
-    assert framer.feed(b"\ny\n") == [b"y"]
 
 
 # --- unterminated: what is complete ----------------------------------------------------
