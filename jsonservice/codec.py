@@ -42,8 +42,9 @@ import sys
 import uuid
 from collections.abc import Callable
 from itertools import accumulate
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
+import msgspec
 import orjson
 from orjson import dumps as _orjson_dumps
 from orjson import loads as _orjson_loads
@@ -57,7 +58,11 @@ __all__ = [
     "dumps_line",
     "loads",
     "may_hold_big_int",
+    "may_need_exact",
+    "shape_decoder",
 ]
+
+S = TypeVar("S", bound=msgspec.Struct)
 
 _DUMPS_OPTIONS: Final = orjson.OPT_NON_STR_KEYS
 _LINE_OPTIONS: Final = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
@@ -66,15 +71,17 @@ _LINE_OPTIONS: Final = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
 # up as a substring search, which is far cheaper than a regular expression.
 _DIGITS_ONLY: Final = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
 _LONG_RUN: Final = b"0" * 19
-# A literal that may fall below the float range: mantissas on the orjson
-# path are shorter than 19 digits, so it takes an exponent below -99.  A
-# literal first makes the search a fast scan (a leading character class
-# costs ten times more); the digit before "e" is checked by hand.
+# The same, keeping "e", "E" (as "e") and "-": an exponent "e-" shows up too.
+_NUMBER_CHARS: Final = bytes(
+    0x30 if 0x30 <= b <= 0x39 else 0x65 if b in b"eE" else 0x2D if b == 0x2D else 0x20 for b in range(256)
+)
 # CPython's words for an integer past sys.get_int_max_str_digits().
 _INT_LIMIT: Final = re.compile(r"Exceeds the limit \((\d+) digits\).*value has (\d+) digits")
 _DEPTH_STEP: Final = tuple(1 if b in b"[{" else -1 for b in range(256))
 # A float literal that may not fit a double: a three-digit exponent.
 _FLOAT_RISK: Final = re.compile(rb"[eE][-+]?0*[1-9][0-9][0-9]")
+# A literal that may fall below the float range: mantissas on the orjson
+# path are shorter than 19 digits, so it takes an exponent below -99.
 _UNDERFLOW: Final = re.compile(rb"[0-9][eE]-0*[1-9][0-9][0-9]")
 # A string once its escapes are gone (an unclosed one runs to the end).
 _PLAIN_STRING: Final = re.compile(rb'"[^"]*(?:"|\Z)')
@@ -104,6 +111,23 @@ def may_hold_big_int(data: bytes) -> bool:
     conservative test: digits inside strings count too.
     """
     return data.translate(_DIGITS_ONLY).find(_LONG_RUN) != -1
+
+
+def may_need_exact(data: bytes) -> bool:
+    """
+    Return whether C{data} may hold a number that only the exact path
+    decodes unchanged: a run of 19 or more digits (L{may_hold_big_int}) or
+    an exponent C{e-} (a literal that may underflow).  One translate and
+    two searches, for a whole read at once: the framer asks it per read,
+    and only lines of a read where it says yes are checked one by one.
+    """
+    numbers = data.translate(_NUMBER_CHARS)
+    return numbers.find(_LONG_RUN) != -1 or numbers.find(b"e-") != -1
+
+
+def _needs_exact(data: bytes) -> bool:
+    """Whether C{data} itself needs the exact path: the precise test of one line."""
+    return may_hold_big_int(data) or _UNDERFLOW.search(data) is not None
 
 
 def _may_underflow(data: bytes) -> bool:
@@ -260,22 +284,19 @@ def _orjson_error(exc: orjson.JSONDecodeError, data: bytes, max_depth: int) -> P
     return ParseError(data=f"{exc.msg} at byte {_byte_offset(data, exc.pos)}")
 
 
-def loads(data: bytes, max_depth: int = ORJSON_MAX_DEPTH, check_big_int: bool = True) -> Any:
+def loads(data: bytes, max_depth: int = ORJSON_MAX_DEPTH, check_exact: bool = True) -> Any:
     """
     Decode one JSON text, strictly, in time linear in C{len(data)}.
 
     @param data: the text (surrounding whitespace, C{\\r} included, is fine).
     @param max_depth: deepest nesting accepted, at most 1024.
-    @param check_big_int: pass L{False} only when L{may_hold_big_int} was
-        already false for bytes that include C{data}.
+    @param check_exact: pass L{False} only when L{may_need_exact} was
+        already false for bytes that include C{data} (the framer tells).
     @raise ParseError: not strict JSON, nested deeper than C{max_depth}, a
         number that would change (past the float range, an integer past the
         int/str conversion limit); C{data} says what and where.
     """
-    # A one-byte find is a memchr, so lines without "-" pay next to nothing
-    # for the underflow check.  (find(), not "in": bytes.__contains__ first
-    # tries its operand as an int, which costs more than the search.)
-    if (check_big_int and may_hold_big_int(data)) or (data.find(b"-") != -1 and _may_underflow(data)):
+    if check_exact and _needs_exact(data):
         return _loads_exact(data, max_depth)
     try:
         value = _orjson_loads(data)
@@ -288,6 +309,35 @@ def loads(data: bytes, max_depth: int = ORJSON_MAX_DEPTH, check_big_int: bool = 
     ):
         raise _too_deep(max_depth)
     return value
+
+
+def shape_decoder(shape: type[S]) -> Callable[[bytes, int, bool], S | None]:
+    """
+    A decoder of one fixed shape of JSON object, for the hot path: it
+    returns the C{shape} (a C{msgspec.Struct}) that C{data} is, or L{None}
+    when C{data} is anything else, malformed text included.  Then
+    L{loads} decodes it and says what it is.
+
+    It accepts only what L{loads} accepts, with the same values: text that
+    L{loads} takes down its exact path (a possible big integer or
+    underflow) or checks for depth is left to L{loads}.  msgspec validates
+    the shape while it parses, without building a dict: that is the gain.
+    The decoder takes the same C{max_depth} and C{check_exact} as L{loads}.
+    """
+    decode = msgspec.json.Decoder(shape).decode
+    errors = (msgspec.DecodeError, RecursionError)
+
+    def decode_shape(data: bytes, max_depth: int, check_exact: bool) -> S | None:
+        if (check_exact and _needs_exact(data)) or (
+            len(data) > max_depth and data.count(b"[") + data.count(b"{") > max_depth
+        ):
+            return None
+        try:
+            return decode(data)
+        except errors:
+            return None
+
+    return decode_shape
 
 
 def _has_non_finite(value: Any) -> bool:

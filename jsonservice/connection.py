@@ -36,7 +36,18 @@ from .errors import (
 )
 from .framing import Framer, LineTooLong
 from .interfaces import Host, Responder, ServiceTable, Task, Waiter
-from .jsonrpc import NO_ID, Batch, Invalid, Plain, Request, Response, classify, request_parts, response_parts
+from .jsonrpc import (
+    NO_ID,
+    Batch,
+    Invalid,
+    Plain,
+    Request,
+    Response,
+    classify,
+    decode_request,
+    decode_success,
+    request_parts,
+)
 from .limits import Limits
 from .replies import WAITING as _WAITING
 from .replies import Batch as _Batch
@@ -128,6 +139,8 @@ class Connection(Replies):
         self.line_handler: Callable[[bytes], None] = self.handle_line
         self._value_handler: Callable[[Any], None] = self.handle_value
         self._own_values = True
+        # Whether handle_line tries the request / success shapes first.
+        self._shapes = True
 
     # -- state -------------------------------------------------------------
 
@@ -142,7 +155,7 @@ class Connection(Replies):
     @value_handler.setter
     def value_handler(self, handler: Callable[[Any], None]) -> None:
         self._value_handler = handler
-        self._own_values = handler == self.handle_value
+        self._own_values = self._shapes = handler == self.handle_value
 
     @property
     def busy(self) -> bool:
@@ -357,24 +370,32 @@ class Connection(Replies):
         Decode one line (blank lines are ignored) and handle its value; a
         line that is not strict JSON is answered -32700.
         """
+        exact = self._framer.may_need_exact
+        if self._shapes:
+            # handle_value's first step, done while decoding: most lines are
+            # requests (or, with calls out, success responses), and msgspec
+            # checks their shape as it parses.  Anything else is None here
+            # and takes the general path below; after such a line the
+            # shapes are not tried again until a JSON-RPC message comes, so
+            # a peer sending plain messages does not pay for two decodes.
+            if self.calls:
+                success = decode_success(line, self._max_depth, exact)
+                if success is not None and success.method is NO_ID and success.error is NO_ID:
+                    self._success(success.id, success.result)
+                    return
+            request = decode_request(line, self._max_depth, exact)
+            if request is not None:
+                self._request(request.method, request.params, request.id)
+                return
+            self._shapes = False
         try:
-            value = loads(line, self._max_depth, self._framer.may_hold_big_int)
+            value = loads(line, self._max_depth, exact)
         except ParseError as exc:
             if line.strip():
                 self._reply_in_order(self._error_line(None, exc))
             return
-        if self._own_values and value.__class__ is dict:
-            # handle_value's first step, without the call: most lines are requests.
-            parts = request_parts(value)
-            if parts is not None:
-                method, params, id_ = parts
-                self._request(method, params, id_)
-                return
-            if self.calls:
-                success = response_parts(value)
-                if success is not None:
-                    self._success(*success)
-                    return
+        if value.__class__ is dict and "jsonrpc" in value and self._own_values:
+            self._shapes = True
         self.value_handler(value)
 
     def _too_long(self, event: LineTooLong) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from .codec import may_hold_big_int
+from .codec import may_need_exact
 
 __all__ = ["Framer", "LineTooLong"]
 
@@ -90,9 +90,10 @@ class Framer:
 
     @ivar buffered: bytes held that are not yet part of a complete line.
     @ivar max_line_length: the limit, in bytes, not counting the line end.
-    @ivar may_hold_big_int: whether the lines the last L{feed} returned may
-        hold an integer past 64 bits (pass it to L{loads
-        <jsonservice.codec.loads>} as C{check_big_int}).
+    @ivar may_need_exact: whether the lines the last L{feed} returned may
+        hold a number only the exact path decodes unchanged, an integer
+        past 64 bits or an underflow (pass it to L{loads
+        <jsonservice.codec.loads>} as C{check_exact}).
     @ivar scanned: bytes the structural scanner of L{unterminated} has
         examined since construction, counting every pass it makes over a
         byte (a handful at most): a deterministic measure of its work.
@@ -105,7 +106,7 @@ class Framer:
         "_escape",
         "_last",
         "_parts",
-        "_parts_big",
+        "_parts_exact",
         "_scan_index",
         "_scan_pos",
         "_scanning",
@@ -113,19 +114,19 @@ class Framer:
         "_tail",
         "buffered",
         "max_line_length",
-        "may_hold_big_int",
+        "may_need_exact",
         "scanned",
     )
 
     def __init__(self, max_line_length: int) -> None:
         self.max_line_length = max_line_length
         self._parts: list[bytes] = []
-        self._tail = b""  # the last 18 bytes held, for digit runs across reads
+        self._tail = b""  # the last 18 bytes held, for digit runs and "e-" across reads
         self.buffered = 0
-        self._parts_big = False
+        self._parts_exact = False
         self._discarding = False
         self._after_cr = False  # the last byte fed was a CR ending a line
-        self.may_hold_big_int = False
+        self.may_need_exact = False
         self.scanned = 0
         # The last non-whitespace byte of the unfinished line, or -1.
         self._last = -1
@@ -163,23 +164,23 @@ class Framer:
         if 13 in data:  # a CR is rare; an int test is one memchr
             self._after_cr = data[-1] == 13
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        big = may_hold_big_int(data)
+        big = may_need_exact(data)
         if self._discarding:
             end = data.find(b"\n")
             if end < 0:
-                self.may_hold_big_int = big
+                self.may_need_exact = big
                 return out
             data = data[end + 1 :]
             self._discarding = False
         parts = self._parts
         if parts and not big:
-            # A digit run may straddle the boundary, or sit in earlier pieces.
-            big = self._parts_big or may_hold_big_int(self._tail + data[:18])
-        self.may_hold_big_int = big
+            # A digit run or an "e-" may straddle the boundary, or sit in earlier pieces.
+            big = self._parts_exact or may_need_exact(self._tail + data[:18])
+        self.may_need_exact = big
         if 10 not in data:  # no line ends here
             if data:
                 self._append(data)
-                self._parts_big = big
+                self._parts_exact = big
                 if self.buffered > self.max_line_length:
                     out.append(LineTooLong(self.max_line_length))
                     self._drop_partial(discard_rest=True)
@@ -195,13 +196,13 @@ class Framer:
         if size:
             self._parts = [rest]
             self._tail = rest[-18:]
-            self._parts_big = big and may_hold_big_int(rest)
+            self._parts_exact = big and may_need_exact(rest)
             stripped = rest.rstrip(_WHITESPACE)
             self._last = stripped[-1] if stripped else -1
         else:
             self._parts = []
             self._tail = b""
-            self._parts_big = False
+            self._parts_exact = False
             self._last = -1
         limit = self.max_line_length
         if max(map(len, lines)) > limit:
@@ -396,7 +397,7 @@ class Framer:
         self._parts = []
         self._tail = b""
         self.buffered = 0
-        self._parts_big = False
+        self._parts_exact = False
         self._last = -1
         self._discarding = discard_rest
         if self._scanning:

@@ -11,8 +11,11 @@ dicts that go back on the wire.  No I/O, no Twisted.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Literal
 
+import msgspec
+
+from .codec import shape_decoder
 from .errors import BatchTooLarge, InvalidRequest, RPCError
 
 __all__ = [
@@ -26,6 +29,8 @@ __all__ = [
     "Request",
     "Response",
     "classify",
+    "decode_request",
+    "decode_success",
     "error_reply",
     "notification",
     "request",
@@ -229,6 +234,43 @@ def response_parts(obj: dict[str, Any]) -> tuple[Any, Any] | None:
     if id_.__class__ not in _ID_TYPES:
         return None
     return id_, obj["result"]
+
+
+class RequestShape(msgspec.Struct, frozen=True):
+    """
+    A valid request, as L{decode_request} gives it: the same test as
+    L{request_parts}, done by msgspec while it parses.  (Extra members are
+    ignored, as L{request_parts} ignores them; C{params} is L{None} when
+    absent, but present and null is invalid.)
+    """
+
+    jsonrpc: Literal["2.0"]
+    method: str
+    params: list[Any] | dict[str, Any] = None  # type: ignore[assignment]
+    id: str | int | float | None = NO_ID  # type: ignore[assignment]
+
+
+class SuccessShape(msgspec.Struct, frozen=True):
+    """
+    A success response, as L{decode_success} gives it: L{response_parts}'s
+    test, except that C{method} and C{error} must be checked absent by the
+    caller (their fields hold L{NO_ID} when they are).
+    """
+
+    jsonrpc: Literal["2.0"]
+    result: Any
+    id: str | int | float | None
+    method: Any = NO_ID
+    error: Any = NO_ID
+
+
+#: C{decode_request(line, max_depth, check_exact)}: the L{RequestShape}
+#: a line is, or L{None}, meaning "decode it with L{loads
+#: <jsonservice.codec.loads>} and classify it".
+decode_request: Final = shape_decoder(RequestShape)
+
+#: Like L{decode_request}, for L{SuccessShape}.
+decode_success: Final = shape_decoder(SuccessShape)
 
 
 def _invalid(why: str, obj: dict[str, Any]) -> Invalid:

@@ -377,7 +377,7 @@ def test_big_int_round_trips_exactly(number: int) -> None:
 
 def test_orjson_would_have_lost_the_value() -> None:
     """Guards the premise: without the check, the value becomes a float."""
-    value = loads(b"18446744073709551616", check_big_int=False)
+    value = loads(b"18446744073709551616", check_exact=False)
     assert type(value) is float
     assert loads(b"18446744073709551616") == 18446744073709551616
 

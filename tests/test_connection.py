@@ -1632,6 +1632,18 @@ def _request_line(draw: st.DrawFn) -> dict[str, Any]:
     return obj
 
 
+@st.composite
+def _near_request_line(draw: st.DrawFn) -> dict[str, Any]:
+    """A request with one member changed or removed: invalid, or a response, or still valid."""
+    obj = draw(_request_line())
+    key = draw(st.sampled_from(["jsonrpc", "method", "params", "id", "result", "error"]))
+    if draw(st.booleans()):
+        obj.pop(key, None)
+    else:
+        obj[key] = draw(st.sampled_from(["2.0", "1.0", 2.0, True, None, 1, 1.5, [], {}, [1], "echo"]))
+    return obj
+
+
 _PLAIN = st.one_of(
     st.dictionaries(st.sampled_from(["k", "v"]), _VALUES, max_size=2),
     st.text(alphabet='pq "\\', max_size=5),
@@ -1639,8 +1651,9 @@ _PLAIN = st.one_of(
 )
 _LINE_VALUES = st.one_of(
     _request_line(),
+    _near_request_line(),
     _PLAIN,
-    st.lists(st.one_of(_request_line(), _PLAIN), min_size=0, max_size=4),
+    st.lists(st.one_of(_request_line(), _near_request_line(), _PLAIN), min_size=0, max_size=4),
 )
 
 

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jsonservice.codec import dumps, dumps_line, loads
+from jsonservice.errors import ParseError
 from jsonservice.framing import Framer, LineTooLong
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -157,7 +158,7 @@ def test_many_small_reads_are_kept_in_few_pieces() -> None:
     assert framer.feed(b'"]\n') == [data + b'"]']
 
 
-# --- may_hold_big_int ------------------------------------------------------------------
+# --- may_need_exact: big integers and underflows -------------------------------------
 
 HUGE = b"98765432109876543210"  # past 2**64: orjson would make it a float
 
@@ -165,22 +166,22 @@ HUGE = b"98765432109876543210"  # past 2**64: orjson would make it a float
 def test_framer_big_int_flag_false_for_small_numbers() -> None:
     framer = Framer(100)
     assert framer.feed(b"[1, 123456789012345678]\n") == [b"[1, 123456789012345678]"]
-    assert framer.may_hold_big_int is False
+    assert framer.may_need_exact is False
 
 
 def test_framer_big_int_flag_in_one_chunk() -> None:
     framer = Framer(100)
     lines = framer.feed(b"[" + HUGE + b"]\n")
-    assert framer.may_hold_big_int is True
-    assert loads(lines[0], check_big_int=framer.may_hold_big_int) == [98765432109876543210]
+    assert framer.may_need_exact is True
+    assert loads(lines[0], check_exact=framer.may_need_exact) == [98765432109876543210]
 
 
 def test_framer_big_int_flag_across_a_chunk_boundary() -> None:
     framer = Framer(100)
     assert framer.feed(b"[" + HUGE[:10]) == []
     lines = framer.feed(HUGE[10:] + b"]\n")
-    assert framer.may_hold_big_int is True
-    assert loads(lines[0], check_big_int=framer.may_hold_big_int) == [98765432109876543210]
+    assert framer.may_need_exact is True
+    assert loads(lines[0], check_exact=framer.may_need_exact) == [98765432109876543210]
 
 
 def test_framer_big_int_flag_across_small_reads() -> None:
@@ -189,7 +190,7 @@ def test_framer_big_int_flag_across_small_reads() -> None:
     for i in range(len(HUGE)):
         assert framer.feed(HUGE[i : i + 1]) == []
     assert framer.feed(b"\r") == [HUGE]
-    assert framer.may_hold_big_int is True
+    assert framer.may_need_exact is True
 
 
 def test_framer_big_int_flag_when_the_number_came_in_an_earlier_chunk() -> None:
@@ -198,8 +199,8 @@ def test_framer_big_int_flag_when_the_number_came_in_an_earlier_chunk() -> None:
     assert framer.feed(b"[" + HUGE) == []
     lines = framer.feed(b"]\n")
     assert lines == [b"[" + HUGE + b"]"]
-    assert framer.may_hold_big_int is True
-    value = loads(lines[0], check_big_int=framer.may_hold_big_int)
+    assert framer.may_need_exact is True
+    value = loads(lines[0], check_exact=framer.may_need_exact)
     assert value == [98765432109876543210]
     assert type(value[0]) is int
 
@@ -875,7 +876,7 @@ def test_round_trip_through_framer(value: Any, end: bytes) -> None:
     lines = framer.feed(line[:-1] + end)
     assert len(lines) == 1
     assert isinstance(lines[0], bytes)
-    assert_same(loads(lines[0], check_big_int=framer.may_hold_big_int), value)
+    assert_same(loads(lines[0], check_exact=framer.may_need_exact), value)
 
 
 @SETTINGS
@@ -888,7 +889,7 @@ def test_round_trip_in_chunks(value: Any, data: st.DataObject) -> None:
     for chunk in split_at(line, cuts):
         lines = framer.feed(chunk)
         # as the protocol does: skip the big-int scan when the framer saw none
-        out.extend(loads(line, check_big_int=framer.may_hold_big_int) for line in lines)
+        out.extend(loads(line, check_exact=framer.may_need_exact) for line in lines)
     assert len(out) == 1
     assert_same(out[0], value)
 
@@ -1002,3 +1003,23 @@ def test_whitespace_trickled_a_byte_at_a_time(head: bytes, size: int) -> None:
     if head == b"[[1]":
         assert framer.scanned >= size  # scanned, not skipped by the shape test
     assert len(framer._parts) < size // 256
+
+
+@pytest.mark.parametrize("cut", range(1, 8))
+def test_framer_underflow_flag_across_a_chunk_boundary(cut: int) -> None:
+    """An exponent "e-" cut between two reads still routes the line to the exact path."""
+    line = b"[1e-400]"
+    framer = Framer(100)
+    assert framer.feed(line[:cut]) == []
+    lines = framer.feed(line[cut:] + b"\n")
+    assert framer.may_need_exact is True
+    with pytest.raises(ParseError, match="underflows"):
+        loads(lines[0], check_exact=framer.may_need_exact)
+
+
+def test_framer_exact_flag_false_without_exponent_minus() -> None:
+    framer = Framer(100)
+    framer.feed(b'[-1, 2e5, "a-b"]\n')
+    assert framer.may_need_exact is False
+    framer.feed(b'["home-page"]\n')
+    assert framer.may_need_exact is True  # conservative: the line itself is then checked
