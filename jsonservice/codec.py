@@ -92,6 +92,7 @@ _SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89a-fA-F]")
 _NON_FINITE: Final = "NaN and infinities cannot be written as JSON"
 #: Values that cannot hold a float (their encoding needs no NaN check).
 _NO_FLOATS: Final = frozenset({str, int, bool, type(None)})
+_WHOLE: Final = object()
 # Present since CPython 3.10.7 / 3.11; older interpreters get its default.
 _int_digit_limit: Callable[[], int] = getattr(sys, "get_int_max_str_digits", lambda: 4300)
 
@@ -457,15 +458,21 @@ def dumps(value: Any) -> bytes:
     return _dumps(value, _DUMPS_OPTIONS, False)
 
 
-def dumps_line(value: Any) -> bytes:
+def dumps_line(value: Any, check: Any = _WHOLE) -> bytes:
     """
     Like L{dumps}, with the terminating C{\\n} appended.  (The body of
     L{_dumps}, for the line options: it runs once per reply.)
+
+    @param check: the part of C{value} that may hold NaN or an infinity,
+        when the caller knows the rest holds none (a reply's result, say);
+        by default all of C{value} is checked.
     """
     try:
         data = _orjson_dumps(value, option=_LINE_OPTIONS)
     except orjson.JSONEncodeError as exc:
         return _not_orjson(value, exc, True)
-    if value.__class__ not in _NO_FLOATS and data.find(b"null") != -1 and _has_non_finite(value):
+    if check is _WHOLE:
+        check = value
+    if check.__class__ not in _NO_FLOATS and data.find(b"null") != -1 and _has_non_finite(check):
         raise EncodeError(_NON_FINITE)
     return data

@@ -117,9 +117,9 @@ class Connection(Replies):
         self._close_after_write = False
         self._finishing = False
         self._closed = False
-        # Output gathered while handling input, written in one go.
-        self._out: list[bytes] | None = None
-        self._out_bytes = 0
+        # Output gathered while handling input, written in one go (copied
+        # into one buffer at once: orjson's outputs each hold heap).
+        self._out: bytearray | None = None
         # The peer's requests still running here, and replies held back.
         self._running: dict[Any, Task] = {}
         self._plain: deque[list[Any]] = deque()
@@ -170,7 +170,8 @@ class Connection(Replies):
     @property
     def held_bytes(self) -> int:
         """Bytes this connection holds: buffered input and replies waiting their turn."""
-        return self._framer.buffered + self._queue_bytes + self._held_out + self._out_bytes
+        gathered = len(self._out) if self._out is not None else 0
+        return self._framer.buffered + self._queue_bytes + self._held_out + gathered
 
     @property
     def holds(self) -> frozenset[str]:
@@ -269,7 +270,7 @@ class Connection(Replies):
         if self._pumping or self._closed:
             return
         self._pumping = True
-        out: list[bytes] = []
+        out = bytearray()
         self._out = out
         try:
             while True:
@@ -289,9 +290,8 @@ class Connection(Replies):
         finally:
             self._out = None
             self._pumping = False
-            self._out_bytes = 0
         if out:
-            self._host.write(b"".join(out))
+            self._host.write(bytes(out))
         if self._close_after_write:
             self._host.close()
             return
@@ -302,6 +302,7 @@ class Connection(Replies):
     def _run_lines(self, lines: list[bytes | LineTooLong], peeked: int) -> None:
         handle = self.line_handler
         flush_at = self._flush_at
+        out = self._out
         for index, line in enumerate(lines):
             if self._holds:
                 if self._discard:
@@ -318,7 +319,7 @@ class Connection(Replies):
                 handle(line)
             else:
                 self._too_long(line)  # type: ignore[arg-type]
-            if self._out_bytes >= flush_at:
+            if out is not None and len(out) >= flush_at:
                 self._flush()
 
     def _peek(self) -> None:
@@ -355,13 +356,14 @@ class Connection(Replies):
         much input waits; read again below half of that.
         """
         waiting = self._queue_bytes + self._framer.buffered
+        holds = self._holds
         # (A "raw" hold is LineReceiver's raw mode: its bytes still flow.)
-        holding = bool(self._holds) and self._holds != {"raw"}
-        stop = waiting > self._read_ahead or (holding and not self.calls)
-        if self._reading and stop:
-            self._reading = False
-            self._host.reading(False)
-        elif not self._reading and not stop and waiting <= self._read_ahead // 2:
+        stop = waiting > self._read_ahead or (bool(holds) and holds != {"raw"} and not self.calls)
+        if self._reading:
+            if stop:
+                self._reading = False
+                self._host.reading(False)
+        elif not stop and waiting <= self._read_ahead // 2:
             self._reading = True
             self._host.reading(True)
 
@@ -445,16 +447,9 @@ class Connection(Replies):
         started = time.perf_counter() if observe is not None else 0.0
         try:
             gate = self.gate
-            respond = gate(method) if gate is not None else None
-            if respond is None:
-                if method is None:
-                    respond = self._service.message_responder if self._service is not None else None
-                    if respond is None:
-                        raise _no_message_handler(self._service)
-                else:
-                    respond = self._table.get(method) or self.specials.get(method)
-                    if respond is None:
-                        raise MethodNotFound(data=f"no method named {quote(method)}")
+            if gate is None or (respond := gate(method)) is None:
+                # (No method is named None: a plain message misses the table.)
+                respond = self._table.get(method) or self._responder_for(method)  # type: ignore[arg-type]
             result = respond(params, id_, self._owner)
         except RPCError as error:
             if observe is not None:
@@ -473,6 +468,18 @@ class Connection(Replies):
         if observe is not None:
             self._observe(method, "ok", started)
         return result
+
+    def _responder_for(self, method: str | None) -> Responder:
+        """The responder of a plain message or a special method, when the table has none."""
+        if method is None:
+            respond = self._service.message_responder if self._service is not None else None
+            if respond is None:
+                raise _no_message_handler(self._service)
+            return respond
+        respond = self.specials.get(method)
+        if respond is None:
+            raise MethodNotFound(data=f"no method named {quote(method)}")
+        return respond
 
     def _start_task(
         self, method: str | None, id_: Any, batch: _Batch | None, index: int, started: float, pending: Any
@@ -559,7 +566,7 @@ class Connection(Replies):
     def _result_line(self, id_: Any, result: Any, method: str | None) -> bytes:
         """The reply line for a result; a result that is not JSON becomes -32603."""
         try:
-            return dumps_line({"jsonrpc": "2.0", "result": result, "id": id_})
+            return dumps_line({"jsonrpc": "2.0", "result": result, "id": id_}, result)
         except EncodeError as exc:
             error = self._host.internal_error(exc, f"reply to {quote(method)}")
             error.data["reason"] = f"result is not JSON-serializable: {exc}"
@@ -642,17 +649,15 @@ class Connection(Replies):
     def _write(self, data: bytes) -> None:
         out = self._out
         if out is not None:
-            out.append(data)
-            self._out_bytes += len(data)
+            out += data
         elif not self._closed:
             self._host.write(data)
 
     def _flush(self) -> None:
         out = self._out
         if out:
-            data = b"".join(out)
+            data = bytes(out)
             out.clear()
-            self._out_bytes = 0
             self._host.write(data)
 
     # -- ending ----------------------------------------------------------------

@@ -213,7 +213,7 @@ class JSONProtocol(Caller, LineReceiver):
                 self.rawDataReceived(rest)  # type: ignore[no-untyped-call]
             return
         budget = self._budget
-        if budget is not None and (framer.buffered or self._core.held_bytes or self in budget.charged):
+        if budget is not None and (framer.buffered or self in budget.charged or self._core.held_bytes):
             budget.charge(self)
         if self._idle_timer is not None and framer.buffered != before:
             # Only whole messages count as activity: a peer trickling
