@@ -22,6 +22,7 @@ __all__ = [
     "MessageTooLarge",
     "MethodNotFound",
     "ParseError",
+    "PubSubUnavailable",
     "RPCError",
     "RequestCancelled",
     "RequestTimeout",
@@ -176,6 +177,17 @@ class Unauthorized(_CodedError):
     default_message = "Unauthorized"
 
 
+class PubSubUnavailable(_CodedError):
+    """
+    C{publish} could not hand the event to its backend: Redis is down or
+    unreachable, or too many events await its reply.  The event is not
+    delivered; C{data} says why.
+    """
+
+    code = -32005
+    default_message = "Pub/sub unavailable"
+
+
 class RequestCancelled(_CodedError):
     """The caller cancelled the request, or the server is shutting down."""
 
@@ -196,6 +208,7 @@ _BY_CODE: dict[int, type[_CodedError]] = {
         MessageTooLarge,
         BatchTooLarge,
         Unauthorized,
+        PubSubUnavailable,
         RequestCancelled,
     )
 }
@@ -213,6 +226,7 @@ OUTCOMES: Final[dict[int, str]] = {
     -32002: "too_large",
     -32003: "batch_too_large",
     -32004: "unauthorized",
+    -32005: "pubsub_unavailable",
     -32800: "cancelled",
 }
 

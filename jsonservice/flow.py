@@ -110,6 +110,26 @@ class OutputWatch:
         if stall and self._stall_timer is None and not proto._closed:
             self._stall_timer = proto.clock.callLater(stall, self._stalled)
 
+    def room_for(self, size: int, backlog: int) -> bool:
+        """
+        While backed up: whether C{size} more bytes keep the unsent output
+        within C{backlog} and C{max_unsent} (for events, which are dropped
+        rather than queued past it).  A transport that cannot tell has no room.
+        """
+        unsent = unsent_bytes(self._watched)
+        return unsent is not None and unsent + size <= min(backlog, self._proto.limits.max_unsent)
+
+    def lagging(self) -> None:
+        """
+        Events are being dropped for this connection: time the stall, so a
+        subscriber that never reads again is aborted after the write-stall
+        timeout (its output draining cancels that).
+        """
+        proto = self._proto
+        stall = proto.limits.write_stall_timeout
+        if stall and self._stall_timer is None and not proto._closed:
+            self._stall_timer = proto.clock.callLater(stall, self._stalled)
+
     def resumeProducing(self) -> None:
         """The transport's output drained: start requests again."""
         watched = self._watched
