@@ -92,10 +92,10 @@ def check_topic(topic: object) -> str:
 
     @raise InvalidTopic: it is not; C{data} says why.
     """
-    if topic.__class__ is str and _TOPIC.match(topic):  # type: ignore[arg-type]
-        return topic  # type: ignore[return-value]
     if not isinstance(topic, str):
         raise InvalidTopic(data=f"a topic is a string, not {type(topic).__name__}")
+    if _TOPIC.match(topic):
+        return topic
     if not topic or len(topic) > MAX_TOPIC_LENGTH:
         raise InvalidTopic(data=f"a topic is 1 to {MAX_TOPIC_LENGTH} characters long, not {len(topic)}")
     raise InvalidTopic(
@@ -199,7 +199,7 @@ def make_backend(spec: Backend | str | None) -> Backend:
             from .redis import RedisBackend
 
             return RedisBackend(spec)
-        raise ValueError(f"--pubsub takes 'local' or redis://host:port/db, not {quote(spec, 60)}")
+        raise ValueError(f"expected 'local' or redis://host:port/db, not {quote(spec, 60)}")
     return spec
 
 
