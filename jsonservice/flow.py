@@ -112,12 +112,15 @@ class OutputWatch:
 
     def room_for(self, size: int, backlog: int) -> bool:
         """
-        While backed up: whether C{size} more bytes keep the unsent output
-        within C{backlog} and C{max_unsent} (for events, which are dropped
-        rather than queued past it).  A transport that cannot tell has no room.
+        Whether C{size} more bytes (an event) keep the unsent output within
+        C{backlog} and C{max_unsent}: events are dropped rather than queued
+        past it.  Empty output always takes one.  A transport that cannot
+        tell has room until it says it is backed up.
         """
         unsent = unsent_bytes(self._watched)
-        return unsent is not None and unsent + size <= min(backlog, self._proto.limits.max_unsent)
+        if unsent is None:
+            return not self.backed_up
+        return unsent == 0 or unsent + size <= min(backlog, self._proto.limits.max_unsent)
 
     def lagging(self) -> None:
         """

@@ -17,9 +17,8 @@ and that one C{bytes} is written to every subscriber (and, with Redis, is
 the message Redis carries): nothing is encoded per subscriber.
 
 Backpressure: an event is never queued without bound.  A subscriber whose
-unsent output is past the transport's high-water mark I{and} over the
-C{max_event_backlog} limit (never more than C{max_unsent}) does not get
-it: the event is dropped for that connection and counted (L{PubSub.dropped},
+unsent output would go over the C{max_event_backlog} limit (and never over
+C{max_unsent}) with it does not get it: the event is dropped for that connection and counted (L{PubSub.dropped},
 C{Subscriptions.dropped}, the metrics); if its output stays stalled for the
 C{write_stall_timeout}, the connection is aborted.  Publishers and other
 subscribers never wait for a slow one.
@@ -339,7 +338,7 @@ class PubSub:
         for subs in list(members):
             proto = subs.proto
             watch = proto._watch
-            if watch.backed_up and not watch.room_for(size, proto.limits.max_event_backlog):
+            if not watch.room_for(size, proto.limits.max_event_backlog):
                 dropped += 1
                 subs.dropped += 1
                 if not subs.lagging:
