@@ -18,8 +18,9 @@ the message Redis carries): nothing is encoded per subscriber.
 
 Backpressure: an event is never queued without bound.  A subscriber whose
 unsent output would go over the C{max_event_backlog} limit (and never over
-C{max_unsent}) with it does not get it: the event is dropped for that connection and counted (L{PubSub.dropped},
-C{Subscriptions.dropped}, the metrics); if its output stays stalled for the
+C{max_unsent}) with it does not get it: the event is dropped for that
+connection and counted (L{PubSub.dropped}, C{Subscriptions.dropped}, the
+metrics); if its output stays stalled for the
 C{write_stall_timeout}, the connection is aborted.  Publishers and other
 subscribers never wait for a slow one.
 """
