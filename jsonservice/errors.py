@@ -22,7 +22,6 @@ __all__ = [
     "MessageTooLarge",
     "MethodNotFound",
     "ParseError",
-    "PubSubUnavailable",
     "RPCError",
     "RequestCancelled",
     "RequestTimeout",
@@ -177,17 +176,6 @@ class Unauthorized(_CodedError):
     default_message = "Unauthorized"
 
 
-class PubSubUnavailable(_CodedError):
-    """
-    C{publish} could not hand the event to its backend: Redis is down or
-    unreachable, or too many events await its reply.  The event is not
-    delivered; C{data} says why.
-    """
-
-    code = -32005
-    default_message = "Pub/sub unavailable"
-
-
 class RequestCancelled(_CodedError):
     """The caller cancelled the request, or the server is shutting down."""
 
@@ -208,7 +196,6 @@ _BY_CODE: dict[int, type[_CodedError]] = {
         MessageTooLarge,
         BatchTooLarge,
         Unauthorized,
-        PubSubUnavailable,
         RequestCancelled,
     )
 }
@@ -226,7 +213,6 @@ OUTCOMES: Final[dict[int, str]] = {
     -32002: "too_large",
     -32003: "batch_too_large",
     -32004: "unauthorized",
-    -32005: "pubsub_unavailable",
     -32800: "cancelled",
 }
 

@@ -45,7 +45,7 @@ MAX_EVENT_BYTES = 1 * MiB
 #: Distinct topics with subscribers in one process (and Redis channels it holds).
 MAX_TOPICS = 100_000
 #: Redis: bytes of C{PUBLISH} commands awaiting Redis's reply; past it
-#: C{publish} fails at once (-32005) instead of queueing without bound.
+#: C{publish} fails at once (-32001) instead of queueing without bound.
 REDIS_PUBLISH_BACKLOG = 16 * MiB
 #: Redis: seconds to connect, to get a reply, or to get the answer to a
 #: keep-alive; past it the connection is dropped and made again.

@@ -55,6 +55,7 @@ __all__ = [
     "InvalidTopic",
     "LocalBackend",
     "PubSub",
+    "PubSubUnavailable",
     "Subscriptions",
     "check_topic",
     "event_line",
@@ -79,6 +80,14 @@ _TOPIC: Final = re.compile(rf"[A-Za-z0-9{re.escape(TOPIC_CHARACTERS)}]{{1,{MAX_T
 SubscribeCheck = Callable[["CallContext", str], Any]
 
 _log = Logger(namespace="jsonservice.pubsub")
+
+
+class PubSubUnavailable(ServerBusy):
+    """
+    C{publish} could not hand the event to its backend: Redis is down or
+    unreachable, or too many events await its reply (-32001 Server busy, as
+    any limit of the server; C{data} says which).  The event is not delivered.
+    """
 
 
 class InvalidTopic(InvalidParams):
@@ -137,7 +146,7 @@ class Backend(typing.Protocol):
     def publish(self, topic: str, line: bytes) -> Deferred[None]:
         """
         Carry the encoded event C{line} to every subscriber of C{topic}.
-        Fails with L{PubSubUnavailable<jsonservice.errors.PubSubUnavailable>}
+        Fails with L{PubSubUnavailable}
         when it cannot.
         """
 
@@ -313,8 +322,8 @@ class PubSub:
         backend reaches.  The event is encoded here, once.
 
         @return: a Deferred that fires once the backend took the event (at
-            once in process), or fails with L{PubSubUnavailable
-            <jsonservice.errors.PubSubUnavailable>} (Redis down or backlogged).
+            once in process), or fails with L{PubSubUnavailable} (Redis down
+            or backlogged).
         @raise InvalidTopic: C{topic} is not a valid topic name.
         @raise EncodeError: C{data} is not JSON-serializable.
         @raise MessageTooLarge: the event is over L{MAX_EVENT_BYTES}.

@@ -5,8 +5,8 @@ already run.
 
 It speaks the few commands it needs (C{AUTH}, C{PUBLISH}, C{SUBSCRIBE},
 C{UNSUBSCRIBE}, C{PING}) in RESP2 over two connections per process, one
-that publishes and one that subscribes, each kept up by Twisted's own
-L{ClientService} (reconnection with exponential backoff and jitter).
+that publishes and one that subscribes, each made again after a loss with
+exponential backoff and jitter (L{RETRY_INITIAL} doubling up to L{RETRY_MAX}).
 
   - An event is published as its encoded C{rpc.event} line: every process
     with subscribers receives those bytes and writes them as they are.
@@ -16,7 +16,8 @@ L{ClientService} (reconnection with exponential backoff and jitter).
   - A process subscribes to a channel while it has a local subscriber of
     the topic, and again to all of them after each reconnection.
   - While Redis is unreachable, C{publish} fails at once with
-    L{PubSubUnavailable} (nothing is buffered); requests go on being served;
+    L{PubSubUnavailable<jsonservice.pubsub.PubSubUnavailable>} (-32001;
+    nothing is buffered); requests go on being served;
     C{rpc.subscribe} still succeeds and takes effect once Redis is back.
     Events published meanwhile are lost (Redis pub/sub is at-most-once).
   - Unanswered C{PUBLISH} bytes are bounded (L{REDIS_PUBLISH_BACKLOG}); a
@@ -27,26 +28,26 @@ Why not a Redis client library: the Twisted one, txredisapi, imports and
 schedules on the global reactor (no C{Clock} in tests), queues commands
 without bound while disconnected, does not restore subscriptions after a
 reconnection and has no type hints; this module is the part of it this
-backend needs, on C{ClientService}.
+backend needs.  (Twisted's C{ClientService} is not used either: a
+connection its C{prepareConnection} rejects is left open, and its closing
+later raises inside the service's state machine.)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import random
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote, urlsplit
 
-from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import Deferred, fail, gatherResults
+from twisted.internet.defer import CancelledError, Deferred, fail, gatherResults, succeed
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .errors import PubSubUnavailable
 from .limits import REDIS_PUBLISH_BACKLOG, REDIS_TIMEOUT
+from .pubsub import PubSubUnavailable
 from .resp import RedisError, RespParser, encode_command
 
 if TYPE_CHECKING:
@@ -125,9 +126,10 @@ class RedisProtocol(Protocol):
     command unanswered for C{timeout} seconds is disconnected.
     """
 
-    def __init__(self, backend: RedisBackend, role: str) -> None:
+    def __init__(self, backend: RedisBackend, role: str, link: _Link | None = None) -> None:
         self.backend = backend
         self.role = role
+        self.link = link
         self._parser = RespParser()
         self._waiting: deque[tuple[Deferred[Any], int]] = deque()
         self._timer: IDelayedCall | None = None
@@ -229,17 +231,89 @@ class RedisProtocol(Protocol):
             self.backend.backlog -= size
             waiter.errback(error)
         self.backend._lost(self, reason)
+        if self.link is not None:
+            self.link.lost(self)
 
 
-class _RoleFactory(Factory):
+class _Link(Factory):
+    """
+    Keeps one connection (a role) up: connects, prepares it through the
+    backend, and after a failure or a loss connects again with backoff (the
+    count of failures resets only once a connection is ready).
+    """
+
     noisy = False
 
-    def __init__(self, backend: RedisBackend, role: str) -> None:
+    def __init__(self, backend: RedisBackend, role: str, endpoint: IStreamClientEndpoint) -> None:
         self.backend = backend
         self.role = role
+        self.endpoint = endpoint
+        self.failures = 0
+        self.proto: RedisProtocol | None = None
+        self._connecting: Deferred[Any] | None = None
+        self._retry: IDelayedCall | None = None
+        self._stopped: Deferred[None] | None = None
+        self.stopping = False
 
     def buildProtocol(self, addr: Any) -> RedisProtocol:
-        return RedisProtocol(self.backend, self.role)
+        return RedisProtocol(self.backend, self.role, self)
+
+    def connect(self) -> None:
+        self._retry = None
+        if self.stopping:
+            return
+        connecting = self._connecting = self.endpoint.connect(self)
+        connecting.addCallbacks(self._connected, self._failed)
+
+    def _connected(self, proto: RedisProtocol) -> None:
+        self._connecting = None
+        self.proto = proto
+        if self.stopping:
+            proto.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        self.backend._prepare(proto, self.role).addCallbacks(self._ready, lambda _: None)
+
+    def _ready(self, _: Any) -> None:
+        self.failures = 0
+
+    def _failed(self, failure: Failure) -> None:
+        self._connecting = None
+        if self.stopping or failure.check(CancelledError):
+            return
+        self.backend.last_error = failure.getErrorMessage()
+        self._again()
+
+    def lost(self, proto: RedisProtocol) -> None:
+        """C{proto}'s connection is gone: connect again (unless stopping)."""
+        if proto is self.proto:
+            self.proto = None
+        if self.stopping:
+            if self._stopped is not None and not self._stopped.called:
+                self._stopped.callback(None)
+            return
+        self._again()
+
+    def _again(self) -> None:
+        initial, longest = self.backend.retry
+        delay = min(initial * RETRY_FACTOR**self.failures, longest)
+        self.failures += 1
+        # Jitter: the processes that lost the same Redis do not all come back at once.
+        self._retry = self.backend.clock.callLater(delay * (1 + random.random() / 4), self.connect)
+
+    def stop(self) -> Deferred[None]:
+        """Stop connecting; close the connection; fires once it is closed."""
+        self.stopping = True
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        if self._connecting is not None:
+            self._connecting.cancel()
+        proto = self.proto
+        if proto is None or proto.closed:
+            return succeed(None)
+        self._stopped = Deferred()
+        proto.transport.loseConnection()  # type: ignore[union-attr]
+        return self._stopped
 
 
 class RedisBackend:
@@ -275,11 +349,11 @@ class RedisBackend:
         self.timeout = timeout
         self.max_backlog = max_backlog
         self._endpoint = endpoint
-        self._retry = retry
+        self.retry = retry
         self._prefix = b"jsonservice:%d:" % self.address.db
         self._hub: PubSub | None = None
         self._clock: IReactorTime | None = None
-        self._services: list[ClientService] = []
+        self._links: list[_Link] = []
         # Wanted channels; a list holds the Deferreds awaiting Redis's confirmation.
         self._channels: dict[bytes, list[Deferred[None]] | None] = {}
         self._publisher: RedisProtocol | None = None
@@ -310,7 +384,7 @@ class RedisBackend:
 
     def start(self, reactor: IReactorTime) -> None:
         """Connect both connections (and keep reconnecting) using C{reactor}."""
-        if self._services:
+        if self._links:
             return
         self._clock = reactor
         endpoint = self._endpoint
@@ -318,26 +392,16 @@ class RedisBackend:
             from twisted.internet.endpoints import HostnameEndpoint
 
             endpoint = HostnameEndpoint(reactor, self.address.host, self.address.port, timeout=self.timeout)
-        initial, longest = self._retry
-        policy = backoffPolicy(initial, longest, RETRY_FACTOR, jitter=lambda: random.random() * initial)
-        for role in (_PUBLISHER, _SUBSCRIBER):
-            service = ClientService(
-                endpoint,
-                _RoleFactory(self, role),
-                retryPolicy=policy,
-                clock=reactor,
-                prepareConnection=functools.partial(self._prepare, role=role),
-            )
-            service.startService()
-            self._services.append(service)
+        self._links = [_Link(self, role, endpoint) for role in (_PUBLISHER, _SUBSCRIBER)]
+        for link in self._links:
+            link.connect()
         _log.info("Publishing events through Redis at {url}", url=self.url)
 
     def stop(self) -> Deferred[None]:
         """Disconnect, and stop reconnecting."""
-        services, self._services = self._services, []
+        links, self._links = self._links, []
         self._release_waiters()
-        stopped = [service.stopService() for service in services]
-        return gatherResults(stopped).addCallback(lambda _: None)
+        return gatherResults([link.stop() for link in links]).addCallback(lambda _: None)
 
     # -- publishing and subscribing -------------------------------------------
 
@@ -393,9 +457,8 @@ class RedisBackend:
 
     # -- what the connections report ----------------------------------------
 
-    def _prepare(self, proxy: Any, role: str) -> Deferred[Any]:
+    def _prepare(self, proto: RedisProtocol, role: str) -> Deferred[Any]:
         """A new connection: authenticate, (re)subscribe, then check it answers."""
-        proto: RedisProtocol = getattr(proxy, "_protocol", proxy)
         steps: list[Deferred[Any]] = []
         address = self.address
         if address.password is not None:
@@ -448,7 +511,7 @@ class RedisBackend:
         else:
             return
         self.last_error = f"connection lost: {reason.getErrorMessage()}"
-        if was_up and self._services:
+        if was_up and self._links:
             _log.warn(
                 "Lost the connection to Redis at {url} ({error}): publishing fails until it is back;"
                 " reconnecting",

@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 
 from .errors import InternalError, InvalidParams, InvalidRequest, MethodNotFound, RPCError
 from .jsonrpc import Id
-from .pubsub import SUBSCRIBE_METHOD, UNSUBSCRIBE_METHOD, Backend, PubSub, SubscribeCheck
+from .pubsub import EVENT_METHOD, SUBSCRIBE_METHOD, UNSUBSCRIBE_METHOD, Backend, PubSub, SubscribeCheck
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress
@@ -303,10 +303,30 @@ class JSONService:
         <jsonservice.pubsub.PubSub.publish>} for the errors).
 
         @return: a Deferred that fires once the backend took the event; it
-            fails with L{PubSubUnavailable<jsonservice.errors.PubSubUnavailable>}
+            fails with L{PubSubUnavailable<jsonservice.pubsub.PubSubUnavailable>}
             when Redis cannot take it (return it from a handler, or add an errback).
         """
         return self.pubsub.publish(topic, data)
+
+    def on_event(self, func: F) -> F:
+        """
+        The subscriber's side: handle the C{rpc.event} notifications this
+        end receives, as C{func(topic, data)} (a decorator; plain or
+        C{async def})::
+
+            listener = JSONService()
+
+            @listener.on_event
+            def event(topic, data):
+                print(topic, data)
+
+            proto = await connect(reactor, "tcp:127.0.0.1:8080", listener)
+            await proto.call("rpc.subscribe", "news")
+
+        @return: C{func}, unchanged.
+        """
+        self.responders[EVENT_METHOD] = Handler(EVENT_METHOD, func, False).respond
+        return func
 
     def authorize_subscribe(self, check: SubscribeCheck) -> SubscribeCheck:
         """
