@@ -137,9 +137,11 @@ class RedisProtocol(Protocol):
         self.closed = False
 
     def connectionMade(self) -> None:
+        """Start the keep-alive timer."""
         self._quiet()
 
     def dataReceived(self, data: bytes) -> None:
+        """Parse replies; a stream that is not RESP drops the connection."""
         try:
             replies = self._parser.feed(data)
         except RedisError as exc:
@@ -220,6 +222,7 @@ class RedisProtocol(Protocol):
         self._timer = None
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        """Fail the commands waiting; tell the backend and the link (which reconnects)."""
         self.closed = True
         self._stop_timer()
         if self._keepalive is not None and self._keepalive.active():
@@ -256,9 +259,11 @@ class _Link(Factory):
         self.stopping = False
 
     def buildProtocol(self, addr: Any) -> RedisProtocol:
+        """A connection for this link's role."""
         return RedisProtocol(self.backend, self.role, self)
 
     def connect(self) -> None:
+        """Make the connection (again)."""
         self._retry = None
         if self.stopping:
             return

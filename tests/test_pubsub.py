@@ -195,7 +195,8 @@ def test_each_event_is_encoded_once_for_all_subscribers(monkeypatch: pytest.Monk
     service.publish("fan", {"n": 1})
     assert len(encoded) == 1
     assert len(written) == 5
-    assert all(line is encoded[0] for line in written)  # the same bytes object, not a copy
+    assert written[0] == encoded[0]
+    assert all(line is written[0] for line in written)  # one bytes object for all
 
 
 # -- who may subscribe ------------------------------------------------------------
