@@ -350,7 +350,7 @@ def makeService(options: Options) -> IService:
         from .workers import WorkerSupervisor
 
         supervisor = MultiService()
-        if options["pubsub"] is None:
+        if options["pubsub"] in (None, "local"):
             Logger(namespace="jsonservice.server").warn(
                 "--workers without --pubsub redis://...: an event published on one worker"
                 " reaches only the subscribers connected to that worker"

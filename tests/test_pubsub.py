@@ -536,3 +536,25 @@ def test_publish_from_a_timer_with_no_connection() -> None:
     clock.advance(1)
     assert service.pubsub.published == 1
     assert service.publish("tick", 2).called
+
+
+def test_workers_without_redis_are_warned_about() -> None:
+    from twisted.logger import globalLogPublisher
+
+    from jsonservice.tap import Options, makeService
+
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        workers = ["--workers", "2", "--port", "0"]
+        for args in (workers, [*workers, "--pubsub", "local"]):
+            options = Options()
+            options.parseOptions(args)
+            makeService(options)
+        options = Options()
+        options.parseOptions(["--workers", "2", "--port", "0", "--pubsub", "redis://127.0.0.1:1/0"])
+        makeService(options)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    warnings = [e for e in events if "without --pubsub redis" in str(e.get("log_format", ""))]
+    assert len(warnings) == 2
