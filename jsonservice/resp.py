@@ -9,7 +9,7 @@ from typing import Any, Final
 
 from .limits import MAX_EVENT_BYTES
 
-__all__ = ["RedisError", "RespParser", "encode_command"]
+__all__ = ["MESSAGE_HEAD", "RedisError", "RespParser", "encode_command"]
 
 
 class RedisError(Exception):
@@ -21,9 +21,16 @@ class _Incomplete(Exception):
         self.need = need
 
 
+#: How a pub/sub message push starts: C{["message", channel, payload]}.
+MESSAGE_HEAD: Final = b"*3\r\n$7\r\nmessage\r\n"
+
+
 def encode_command(*args: bytes) -> bytes:
     """A command as a RESP array of bulk strings."""
-    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args)
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        parts += (b"$%d\r\n" % len(arg), arg, b"\r\n")
+    return b"".join(parts)
 
 
 class RespParser:
@@ -59,6 +66,13 @@ class RespParser:
         pos = 0
         while pos < len(buffer):
             try:
+                if buffer.startswith(MESSAGE_HEAD, pos):
+                    # The common reply of a subscriber: two bulks, no recursion.
+                    channel, pos_after = self._parse(buffer, pos + len(MESSAGE_HEAD), 1)
+                    payload, pos_after = self._parse(buffer, pos_after, 1)
+                    replies.append([b"message", channel, payload])
+                    pos = pos_after
+                    continue
                 value, pos_after = self._parse(buffer, pos, 0)
             except _Incomplete as incomplete:
                 self._need = incomplete.need - pos
