@@ -558,3 +558,57 @@ def test_workers_without_redis_are_warned_about() -> None:
         globalLogPublisher.removeObserver(events.append)
     warnings = [e for e in events if "without --pubsub redis" in str(e.get("log_format", ""))]
     assert len(warnings) == 2
+
+
+# -- the command line ------------------------------------------------------------------
+
+CLI_SERVICE = """
+from jsonservice import JSONService
+
+service = JSONService()
+
+
+@service.method
+def post(topic, text):
+    return service.publish(topic, {"text": text})
+"""
+
+
+def test_cli_subscribe_prints_each_event(service_module: Any, free_port: Any) -> None:
+    """`jsonservice subscribe TOPIC --count N`: one JSON line per event, then exit 0."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from .ops_helpers import LineClient, kill, start_twistd, twistd_env, wait_port
+
+    cwd = service_module(CLI_SERVICE, name="clisvc")
+    port = free_port()
+    server = start_twistd(cwd, ["--port", str(port), "--service", "clisvc:service"])
+    cli = None
+    try:
+        wait_port(port, server)
+        script = Path(sys.executable).parent / "jsonservice"
+        cli = subprocess.Popen(
+            [str(script), "subscribe", "--connect", f"tcp:127.0.0.1:{port}", "a.b", "c", "--count", "2"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=twistd_env(),
+        )
+        assert cli.stderr is not None
+        assert cli.stderr.readline() == b"subscribed to a.b, c\n"
+        publisher = LineClient("127.0.0.1", port)
+        for topic, text in (("a.b", "one"), ("other", "not this"), ("c", "two")):
+            assert publisher.call("post", topic, text) is None
+        publisher.close()
+        out, _ = cli.communicate(timeout=10)
+        assert cli.returncode == 0
+        assert out.decode().splitlines() == [
+            '{"topic":"a.b","data":{"text":"one"}}',
+            '{"topic":"c","data":{"text":"two"}}',
+        ]
+    finally:
+        if cli is not None and cli.poll() is None:
+            cli.kill()
+            cli.wait()
+        kill(server)
