@@ -88,7 +88,7 @@ class Limits:
     #: a factory; past it the heaviest readers are paused until below 80 %.
     max_buffered: int = 256 * MiB
     #: Topics one connection may subscribe to; more get -32001.
-    max_subscriptions: int = 1000
+    max_subscriptions: int = 128
     #: Unsent output (bytes) past which events for a connection are dropped
     #: and counted instead of queued (never more than C{max_unsent}).
     max_event_backlog: int = 1 * MiB
