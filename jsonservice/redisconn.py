@@ -57,6 +57,10 @@ class RedisProtocol(Protocol):
         self._parser = RespParser()
         self._waiting: deque[tuple[Deferred[Any], int]] = deque()
         self._timer: IDelayedCall | None = None
+        # Replies so far, and at the last look of the timer: a count, not a
+        # timer reset per reply (the hot path of a publisher).
+        self._replies = 0
+        self._replies_seen = 0
         self._keepalive: IDelayedCall | None = None
         self.closed = False
 
@@ -93,11 +97,9 @@ class RedisProtocol(Protocol):
             return
         waiter, size = self._waiting.popleft()
         self.backend.backlog -= size
-        if self._timer is not None:
-            if self._waiting:
-                self._timer.reset(self.backend.timeout)  # progress: the next one gets a full timeout
-            else:
-                self._stop_timer()
+        self._replies += 1
+        if not self._waiting:
+            self._stop_timer()  # nothing waits: the next command starts a full timeout
         if isinstance(reply, RedisError):
             waiter.errback(reply)
         else:
@@ -111,7 +113,8 @@ class RedisProtocol(Protocol):
         self._waiting.append((waiter, size))
         self.backend.backlog += size
         if self._timer is None:
-            self._timer = self.backend.clock.callLater(self.backend.timeout, self._timed_out)
+            self._replies_seen = self._replies
+            self._timer = self.backend.clock.callLater(self.backend.timeout, self._check_progress)
         self.transport.write(encode_command(*args))  # type: ignore[union-attr]
         return waiter
 
@@ -131,8 +134,19 @@ class RedisProtocol(Protocol):
         self._keepalive = None
         self.command(b"PING").addErrback(lambda _: None)
 
-    def _timed_out(self) -> None:
+    def _check_progress(self) -> None:
+        """
+        Every C{timeout} seconds while commands wait: no reply at all since
+        the last look means Redis is not answering (a command waits at most
+        twice the timeout, the oldest exactly the timeout when nothing moves).
+        """
         self._timer = None
+        if not self._waiting or self.closed:
+            return
+        if self._replies != self._replies_seen:
+            self._replies_seen = self._replies
+            self._timer = self.backend.clock.callLater(self.backend.timeout, self._check_progress)
+            return
         _log.warn(
             "Redis at {url} did not answer within {timeout}s: reconnecting",
             url=self.backend.url,
