@@ -133,6 +133,11 @@ class OutputWatch:
         if stall and self._stall_timer is None and not proto._closed:
             self._stall_timer = proto.clock.callLater(stall, self._stalled)
 
+    def caught_up(self) -> None:
+        """Events are written again: a stall timed by L{lagging} is over, unless still backed up."""
+        if not self.backed_up and not self._holding:
+            self._stop_timer()
+
     def resumeProducing(self) -> None:
         """The transport's output drained: start requests again."""
         watched = self._watched
@@ -159,6 +164,10 @@ class OutputWatch:
 
     def _stalled(self) -> None:
         self._stall_timer = None
+        if not self.backed_up and not self._holding:
+            # Timed by lagging() below the transport's high-water mark: the
+            # output drained since (no resumeProducing tells of that then).
+            return
         proto = self._proto
         proto._breached("write_stall_timeout")
         _log.warn(

@@ -361,7 +361,9 @@ class PubSub:
                     proto._breached("max_event_backlog")
                 watch.lagging()
                 continue
-            subs.lagging = False
+            if subs.lagging:
+                subs.lagging = False
+                watch.caught_up()
             proto._core.write(line)
             sent += 1
         self.delivered += sent

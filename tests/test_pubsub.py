@@ -486,6 +486,32 @@ def test_a_subscriber_that_catches_up_gets_events_again() -> None:
     assert wire.breaches.count("max_event_backlog") == 1  # type: ignore[attr-defined]
 
 
+def test_a_backlog_below_the_transports_mark_does_not_abort_a_reader() -> None:
+    """
+    Events dropped below the transport's high-water mark (no pause, so no
+    resumeProducing later): a subscriber that then reads is not aborted.
+    """
+    service = JSONService()
+    wire = subscriber(service, max_event_backlog=1000, write_stall_timeout=30)
+    for n in range(20):
+        service.publish("feed", ["v" * 100, n])
+    assert service.pubsub.dropped > 0
+    assert not wire.proto._watch.backed_up  # 64 KiB mark not reached
+    assert len(wire.replies()) < 20  # the peer reads what came
+    wire.clock.advance(31)
+    assert not wire.transport.aborted  # type: ignore[attr-defined]
+    service.publish("feed", ["after", 20])
+    assert [m["params"]["data"] for m in wire.replies()] == [["after", 20]]
+    # Caught up before the timer: it is cancelled.
+    for n in range(20):
+        service.publish("feed", ["w" * 100, n])
+    wire.replies()
+    service.publish("feed", ["again", 21])
+    assert not wire.clock.getDelayedCalls() or all(
+        call.func.__name__ != "_stalled" for call in wire.clock.getDelayedCalls()
+    )
+
+
 def test_events_never_push_output_past_max_unsent() -> None:
     service = JSONService()
     wire = subscriber(service, max_event_backlog=10**9, max_unsent=50_000)
