@@ -441,6 +441,11 @@ class PubSub:
             raise ServerBusy(data={"max_subscriptions": limit})
 
     def _join(self, subs: Subscriptions, topic: str) -> Deferred[None] | None:
+        if subs.proto._closed:
+            # A handler that subscribes after its connection closed: nothing
+            # would ever end that subscription.
+            subs.closed = True
+            return None
         if topic in subs.topics:
             return None
         self._check_room(subs)

@@ -389,6 +389,24 @@ def test_subscriptions_end_with_the_connection() -> None:
     assert service.publish("x", 1).called  # nobody left: nothing written
 
 
+def test_a_handler_subscribing_after_its_connection_closed_leaves_nothing() -> None:
+    service = JSONService()
+    later: Deferred[None] = Deferred()
+
+    @service.method(context=True)
+    def join_later(ctx: CallContext) -> None:
+        # Subscribes once something else is ready, after the reply (and the close).
+        later.addCallback(lambda _: ctx.subscribe("late"))
+
+    server = MemoryServer(service)
+    pair = server.connect()
+    pair.client.call("join_later")
+    server.flush()
+    pair.disconnect()
+    later.callback(None)
+    assert service.pubsub.subscriptions == service.pubsub.topics == 0
+
+
 def test_backends_from_specs() -> None:
     assert isinstance(make_backend(None), LocalBackend)
     assert isinstance(make_backend("local"), LocalBackend)
