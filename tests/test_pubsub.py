@@ -530,6 +530,22 @@ def test_a_backlog_below_the_transports_mark_does_not_abort_a_reader() -> None:
     )
 
 
+def test_a_publish_storm_from_a_client_with_a_stalled_subscriber() -> None:
+    """5,000 pipelined publishing requests: all answered, the stalled subscriber stays bounded."""
+    service = chat_service()
+    stalled = subscriber(service, max_event_backlog=100_000, write_stall_timeout=30)
+    publisher = Wire(service)
+    request = b'{"jsonrpc":"2.0","method":"say","params":["feed","%s"],"id":%d}\n'
+    publisher.feed(b"".join(request % (b"x" * 1000, n) for n in range(5000)))
+    replies = publisher.replies()
+    assert [r["id"] for r in replies] == list(range(5000))
+    assert all(r["result"] is None for r in replies)
+    assert stalled.transport.most_unsent <= 100_000  # type: ignore[attr-defined]
+    assert service.pubsub.dropped >= 4900
+    stalled.clock.advance(30)
+    assert stalled.transport.aborted  # type: ignore[attr-defined]
+
+
 def test_events_never_push_output_past_max_unsent() -> None:
     service = JSONService()
     wire = subscriber(service, max_event_backlog=10**9, max_unsent=50_000)
