@@ -37,6 +37,7 @@ lint: $(DEV_STAMP)
 bench: $(DEV_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python -m bench.fanout $(FANOUT_ARGS)
 
 # Bounded soak run against a real twistd on 127.0.0.1 (SOAK_SECONDS, default 60).
 soak: $(DEV_STAMP)

@@ -1,18 +1,33 @@
 """
-Chat rooms over JSON-RPC: publish/subscribe with server-to-client
-notifications.
+Chat rooms on jsonservice's topics: C{rpc.subscribe} to a room, C{say}
+something, and every subscriber of the room gets an C{rpc.event}
+notification — on this process, or on any other one sharing a Redis.
 
-A client calls C{subscribe(room, nick)}, C{publish(room, text)},
-C{unsubscribe(room)}; every subscriber of the room gets the notification
-C{message(room, nick, text)}, which its own client-side service handles.
+The server side is L{make_chat_service}: choose a nick with C{nick(name)},
+subscribe to C{"room.NAME"} with the built-in C{rpc.subscribe} (the
+authorization hook lets only C{room.*} topics through, and only once a nick
+is chosen), and C{say(room, text)}.  Each subscriber receives::
 
-    python examples/chat.py [ENDPOINT]          # serve (default tcp:8080:interface=127.0.0.1)
+    {"jsonrpc": "2.0", "method": "rpc.event",
+     "params": {"topic": "room.lobby", "data": {"room": "lobby", "nick": "alice", "text": "hi"}}}
 
-and, from Python:
+One process, events in memory::
+
+    python examples/chat.py                              # tcp:8080:interface=127.0.0.1
+
+Several processes and instances, events through Redis (from examples/)::
+
+    twistd -n jsonservice --service chat:make_chat_service --workers 2 \\
+        --pubsub redis://127.0.0.1:6379/0
+
+or two instances behind deploy/haproxy.cfg (see deploy/README.md), each
+started with C{--listen haproxy:tcp:808N:interface=127.0.0.1} and the same
+C{--pubsub}.  From Python, L{make_listener} is the client's side::
 
     proto = await jsonservice.connect(reactor, "tcp:127.0.0.1:8080", make_listener(print))
-    await proto.call("subscribe", "lobby", "alice")
-    await proto.call("publish", "lobby", "hello")
+    await proto.call("nick", "alice")
+    await proto.call("rpc.subscribe", "room.lobby")
+    await proto.call("say", "lobby", "hello")
 """
 
 from __future__ import annotations
@@ -21,103 +36,75 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from jsonservice import CallContext, InvalidParams, JSONProtocol, JSONServerFactory, JSONService
+from twisted.internet.defer import Deferred
+
+from jsonservice import CallContext, InvalidParams, JSONServerFactory, JSONService, Unauthorized
 
 ENDPOINT = "tcp:8080:interface=127.0.0.1"
 
-
-class Rooms:
-    """Who listens to which room: room name -> the subscribed connections."""
-
-    def __init__(self) -> None:
-        self.members: dict[str, set[JSONProtocol]] = {}
-
-    def join(self, room: str, proto: JSONProtocol) -> None:
-        self.members.setdefault(room, set()).add(proto)
-
-    def leave(self, room: str, proto: JSONProtocol) -> None:
-        members = self.members.get(room, set())
-        members.discard(proto)
-        if not members:
-            self.members.pop(room, None)
-
-    def leave_all(self, proto: JSONProtocol) -> None:
-        for room in list(self.members):
-            self.leave(room, proto)
+#: Rooms are the topics C{room.NAME}.
+PREFIX = "room."
 
 
-def make_chat_service(rooms: Rooms) -> JSONService:
-    """The server side: C{subscribe}, C{unsubscribe}, C{publish}, C{rooms}."""
-    service = JSONService()
+def make_chat_service() -> JSONService:
+    """The server side: C{nick}, C{say}, and C{rpc.subscribe} to C{room.NAME} topics."""
+    service = JSONService("chat")
 
     @service.method(context=True)
-    def subscribe(ctx: CallContext, room: str, nick: str) -> list[str]:
-        """Join C{room} as C{nick}; return the nicks already there."""
-        if not isinstance(room, str) or not room:
-            raise InvalidParams(data="a room is a non-empty string")
-        ctx.state["nick"] = str(nick)
-        present = sorted(p.state.get("nick", "?") for p in rooms.members.get(room, ()))
-        rooms.join(room, ctx.protocol)
-        return present
+    def nick(ctx: CallContext, name: str) -> str:
+        """Choose the nick the others see (needed before joining a room)."""
+        if not isinstance(name, str) or not 1 <= len(name) <= 32:
+            raise InvalidParams(data="a nick is 1 to 32 characters")
+        ctx.state["nick"] = name
+        return name
+
+    @service.authorize_subscribe
+    def may_join(ctx: CallContext, topic: str) -> bool:
+        """Rooms only, and only with a nick."""
+        if "nick" not in ctx.state:
+            raise Unauthorized(data="choose a nick first: nick(name)")
+        return topic.startswith(PREFIX)
 
     @service.method(context=True)
-    def unsubscribe(ctx: CallContext, room: str) -> None:
-        """Leave C{room}."""
-        rooms.leave(room, ctx.protocol)
-
-    @service.method(context=True)
-    def publish(ctx: CallContext, room: str, text: str) -> int:
-        """Send C{text} to everyone in C{room} (the sender too, if subscribed); return how many."""
-        nick = ctx.state.get("nick", "anonymous")
-        members = rooms.members.get(room, set())
-        for member in members:
-            member.notify("message", room, nick, text)
-        return len(members)
-
-    @service.method("rooms")
-    def list_rooms() -> dict[str, int]:
-        """Each room with its number of subscribers."""
-        return {room: len(members) for room, members in sorted(rooms.members.items())}
+    def say(ctx: CallContext, room: str, text: str) -> Deferred[None]:
+        """
+        Send C{text} to everyone in C{room} (the sender too, if subscribed);
+        the reply comes once the event is on its way.
+        """
+        if not isinstance(text, str):
+            raise InvalidParams(data="text is a string")
+        speaker = ctx.state.get("nick", "anonymous")
+        return ctx.publish(PREFIX + room, {"room": room, "nick": speaker, "text": text})
 
     return service
-
-
-class ChatServerFactory(JSONServerFactory):
-    """A server factory that forgets a connection's subscriptions when it closes."""
-
-    def __init__(self, rooms: Rooms | None = None, **limits: Any) -> None:
-        self.rooms = rooms if rooms is not None else Rooms()
-        super().__init__(make_chat_service(self.rooms), **limits)
-
-    def connection_lost(self, proto: JSONProtocol) -> None:
-        self.rooms.leave_all(proto)
-        super().connection_lost(proto)
 
 
 def make_listener(on_message: Callable[[str, str, str], object]) -> JSONService:
     """
-    The client side: a service whose C{message(room, nick, text)}
-    notification calls C{on_message}.
+    The client side: a service whose C{rpc.event} handler calls
+    C{on_message(room, nick, text)} for each message of the rooms this
+    connection subscribed to.
     """
-    service = JSONService()
+    listener = JSONService()
 
-    @service.method
-    def message(room: str, nick: str, text: str) -> None:
-        on_message(room, nick, text)
+    @listener.on_event
+    def event(topic: str, data: dict[str, Any]) -> None:
+        on_message(data["room"], data["nick"], data["text"])
 
-    return service
+    return listener
 
 
-def main(reactor: Any, endpoint: str = ENDPOINT) -> Any:
-    """Serve chat rooms on C{endpoint} until interrupted."""
-    from twisted.internet.defer import Deferred
+def main(reactor: Any, endpoint: str = ENDPOINT, pubsub: str | None = None) -> Any:
+    """Serve chat rooms on C{endpoint} until interrupted (events through C{pubsub} if given)."""
     from twisted.internet.endpoints import serverFromString
 
+    factory = JSONServerFactory(make_chat_service(), pubsub=pubsub)
+
     def serving(port: Any) -> Deferred[None]:
-        print(f"chat on {port.getHost()}")
+        print(f"chat on {port.getHost()}, events {factory.service.pubsub.backend.description}")
         return Deferred()
 
-    return serverFromString(reactor, endpoint).listen(ChatServerFactory()).addCallback(serving)
+    return serverFromString(reactor, endpoint).listen(factory).addCallback(serving)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ C{python -m jsonservice}::
     jsonservice call subtract minuend=42 subtrahend=23
     jsonservice notify --connect unix:/run/x.sock log '"started"'
     jsonservice send '{"name": "John", "age": 30, "city": "New York"}'
+    jsonservice subscribe news.tech --count 10  # one JSON line per rpc.event
 
 Exit status: 0 on success, 1 when the peer answers with a JSON-RPC error
 (printed to stderr with its code and message), 2 when it cannot connect,
@@ -133,6 +134,14 @@ def _parser() -> argparse.ArgumentParser:
     send = commands.add_parser("send", help="send a plain JSON message and print the reply")
     common(send)
     send.add_argument("message", metavar="JSON")
+    subscribe = commands.add_parser(
+        "subscribe", help="subscribe to topics (rpc.subscribe) and print each event as a JSON line"
+    )
+    common(subscribe)
+    subscribe.add_argument("topics", nargs="+", metavar="TOPIC")
+    subscribe.add_argument(
+        "--count", "-n", type=int, default=0, metavar="N", help="exit after N events [default: 0, never]"
+    )
     return parser
 
 
@@ -145,6 +154,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             raise UsageError(
                 "send takes a plain message: an array or a 'jsonrpc' object is JSON-RPC (use call)"
             )
+    elif args.command == "subscribe":
+        if args.count < 0:
+            raise UsageError("--count must not be negative")
     else:
         args.params = parse_params(args.args)
     if args.auth_token_file:
@@ -206,14 +218,39 @@ def _no_tls(endpoint: str) -> int:
 class _ClientFactory(JSONClientFactory):
     """A client factory that says when its connection has closed."""
 
-    def __init__(self, clock: Any) -> None:
-        super().__init__(clock=clock)
+    def __init__(self, clock: Any, service: Any = None) -> None:
+        super().__init__(service, clock=clock)
         self.lost: Deferred[None] = Deferred()
 
     def connection_lost(self, proto: JSONProtocol) -> None:
         super().connection_lost(proto)
         if not self.lost.called:
             self.lost.callback(None)
+
+
+class _Events:
+    """C{subscribe}: prints each C{rpc.event} as a JSON line; done after C{count} (0: never)."""
+
+    def __init__(self, count: int) -> None:
+        from .service import JSONService
+
+        self.count = count
+        self.seen = 0
+        self.done: Deferred[None] = Deferred()
+        self.service = JSONService()
+        self.service.on_event(self.event)
+
+    def event(self, topic: str, data: Any) -> None:
+        _print_json({"topic": topic, "data": data})
+        self.seen += 1
+        if self.count and self.seen >= self.count and not self.done.called:
+            self.done.callback(None)
+
+    async def until_done(self, lost: Deferred[None]) -> None:
+        """Until C{count} events came, or the connection closed."""
+        from twisted.internet.defer import DeferredList
+
+        await DeferredList([self.done, lost], fireOnOneCallback=True)
 
 
 async def _close(reactor: Any, proto: JSONProtocol, lost: Deferred[None], timeout: float) -> bool:
@@ -242,7 +279,8 @@ async def _run(reactor: Any, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except (ImportError, NameError):  # Twisted's TLS endpoints without pyOpenSSL
         return _no_tls(args.connect)
-    factory = _ClientFactory(reactor)
+    events = _Events(args.count) if args.command == "subscribe" else None
+    factory = _ClientFactory(reactor, events.service if events is not None else None)
     try:
         proto: JSONProtocol = await endpoint.connect(factory).addTimeout(timeout, reactor)
     except (ImportError, NameError):
@@ -257,6 +295,17 @@ async def _run(reactor: Any, args: argparse.Namespace) -> int:
             proto.notify_params(args.method, args.params)
         elif args.command == "call":
             result = await proto.request(args.method, args.params, timeout=timeout)
+        elif events is not None:
+            for topic in args.topics:
+                await proto.request("rpc.subscribe", [topic], timeout=timeout)
+            sys.stderr.write(f"subscribed to {', '.join(args.topics)}\n")
+            sys.stderr.flush()
+            await events.until_done(factory.lost)
+            if not events.done.called:
+                sys.stderr.write(f"connection to {args.connect} closed\n")
+                return EXIT_UNAVAILABLE
+            await _close(reactor, proto, factory.lost, timeout)
+            return EXIT_OK
         else:
             result = await proto.send(args.message, timeout=timeout)
     except Exception:

@@ -110,6 +110,34 @@ class OutputWatch:
         if stall and self._stall_timer is None and not proto._closed:
             self._stall_timer = proto.clock.callLater(stall, self._stalled)
 
+    def room_for(self, size: int, backlog: int) -> bool:
+        """
+        Whether C{size} more bytes (an event) keep the unsent output within
+        C{backlog} and C{max_unsent}: events are dropped rather than queued
+        past it.  Empty output always takes one.  A transport that cannot
+        tell has room until it says it is backed up.
+        """
+        unsent = unsent_bytes(self._watched)
+        if unsent is None:
+            return not self.backed_up
+        return unsent == 0 or unsent + size <= min(backlog, self._proto.limits.max_unsent)
+
+    def lagging(self) -> None:
+        """
+        Events are being dropped for this connection: time the stall, so a
+        subscriber that never reads again is aborted after the write-stall
+        timeout (its output draining cancels that).
+        """
+        proto = self._proto
+        stall = proto.limits.write_stall_timeout
+        if stall and self._stall_timer is None and not proto._closed:
+            self._stall_timer = proto.clock.callLater(stall, self._stalled)
+
+    def caught_up(self) -> None:
+        """Events are written again: a stall timed by L{lagging} is over, unless still backed up."""
+        if not self.backed_up and not self._holding:
+            self._stop_timer()
+
     def resumeProducing(self) -> None:
         """The transport's output drained: start requests again."""
         watched = self._watched
@@ -136,6 +164,10 @@ class OutputWatch:
 
     def _stalled(self) -> None:
         self._stall_timer = None
+        if not self.backed_up and not self._holding:
+            # Timed by lagging() below the transport's high-water mark: the
+            # output drained since (no resumeProducing tells of that then).
+            return
         proto = self._proto
         proto._breached("write_stall_timeout")
         _log.warn(

@@ -12,13 +12,44 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LIMIT_HELP", "ORJSON_MAX_DEPTH", "Limits"]
+__all__ = [
+    "LIMIT_HELP",
+    "MAX_EVENT_BYTES",
+    "MAX_TOPICS",
+    "MAX_TOPIC_LENGTH",
+    "ORJSON_MAX_DEPTH",
+    "REDIS_PUBLISH_BACKLOG",
+    "REDIS_TIMEOUT",
+    "TOPIC_CHARACTERS",
+    "Limits",
+]
 
 #: orjson refuses documents nested deeper than this; the fallback decoder
 #: enforces the same bound, so it is also the highest C{max_depth} allowed.
 ORJSON_MAX_DEPTH = 1024
 
 MiB = 1024 * 1024
+
+# -- topics (rpc.subscribe, service.publish) ---------------------------------
+# Not per factory: every process and instance sharing a Redis must agree on them.
+
+#: The longest topic name, in characters.
+MAX_TOPIC_LENGTH = 200
+#: The characters a topic name is made of (besides ASCII letters and digits):
+#: enough for C{room.lobby}, C{user:42/inbox}, C{orders-eu_west}; no spaces,
+#: no control characters, nothing a log line or a Redis channel must escape.
+TOPIC_CHARACTERS = "._:/-"
+#: The longest event line (C{rpc.event} notification, encoded) C{publish}
+#: accepts: what a jsonservice client with default limits reads.
+MAX_EVENT_BYTES = 1 * MiB
+#: Distinct topics with subscribers in one process (and Redis channels it holds).
+MAX_TOPICS = 100_000
+#: Redis: bytes of C{PUBLISH} commands awaiting Redis's reply; past it
+#: C{publish} fails at once (-32001) instead of queueing without bound.
+REDIS_PUBLISH_BACKLOG = 16 * MiB
+#: Redis: seconds to connect, to get a reply, or to get the answer to a
+#: keep-alive; past it the connection is dropped and made again.
+REDIS_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +87,11 @@ class Limits:
     #: Server-wide: input buffered and output queued over all connections of
     #: a factory; past it the heaviest readers are paused until below 80 %.
     max_buffered: int = 256 * MiB
+    #: Topics one connection may subscribe to; more get -32001.
+    max_subscriptions: int = 128
+    #: Unsent output (bytes) past which events for a connection are dropped
+    #: and counted instead of queued (never more than C{max_unsent}).
+    max_event_backlog: int = 1 * MiB
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -73,6 +109,8 @@ class Limits:
             "max_unsent",
             "max_connections",
             "max_buffered",
+            "max_subscriptions",
+            "max_event_backlog",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"limit {name} must be at least 1")
@@ -107,4 +145,6 @@ LIMIT_HELP: dict[str, str] = {
     "call_timeout": "seconds this side waits for the reply to its own calls (0 = forever)",
     "auth_timeout": "seconds a connection has to authenticate when a token is required",
     "max_buffered": "bytes buffered and queued over all connections; past it the heaviest readers pause",
+    "max_subscriptions": "topics one connection may subscribe to (rpc.subscribe); more get -32001",
+    "max_event_backlog": "unsent output bytes past which a connection's events are dropped and counted",
 }

@@ -10,7 +10,11 @@ C{twisted.web} from the reactor thread::
 Metrics (all prefixed C{jsonservice_}): C{requests_total{method,outcome}},
 C{request_duration_seconds{method}} (histogram), C{connections} (open),
 C{connections_opened_total}, C{in_flight}, C{received_bytes_total},
-C{sent_bytes_total}, C{limit_breaches_total{limit}}.
+C{sent_bytes_total}, C{limit_breaches_total{limit}}; and for topics
+(C{rpc.subscribe}, C{publish}): C{events_published_total},
+C{events_delivered_total}, C{events_dropped_total} (not sent to a
+backed-up subscriber), C{subscriptions}, C{topics} and C{pubsub_up}
+(whether the backend can publish: Redis connected).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ if TYPE_CHECKING:
 
     from .factory import JSONFactoryBase
     from .protocol import JSONProtocol
+    from .pubsub import PubSub
 
 __all__ = [
     "MULTIPROCESS_VARIABLE",
@@ -119,6 +124,39 @@ class PrometheusMetrics:
         return MetricsPage(self)
 
 
+def _hubs(factories: list[JSONFactoryBase]) -> list[PubSub]:
+    """The pub/sub hubs of the factories' services, each once."""
+    hubs: dict[int, PubSub] = {}
+    for factory in factories:
+        if factory.service is not None:
+            hubs[id(factory.service.pubsub)] = factory.service.pubsub
+    return list(hubs.values())
+
+
+def pubsub_values(factories: list[JSONFactoryBase]) -> dict[str, float]:
+    """The topic metrics of C{factories}, by name (without the C{jsonservice_} prefix)."""
+    hubs = _hubs(factories)
+    return {
+        "events_published": sum(hub.published for hub in hubs),
+        "events_delivered": sum(hub.delivered for hub in hubs),
+        "events_dropped": sum(hub.dropped for hub in hubs),
+        "subscriptions": sum(hub.subscriptions for hub in hubs),
+        "topics": sum(hub.topics for hub in hubs),
+        "pubsub_up": float(all(getattr(hub.backend, "connected", True) for hub in hubs)),
+    }
+
+
+#: Help of the topic metrics; the first three are counters.
+_PUBSUB_HELP = {
+    "events_published": "Events published from this process",
+    "events_delivered": "Events written to subscribers",
+    "events_dropped": "Events not sent to a subscriber whose output was backed up (max_event_backlog)",
+    "subscriptions": "Topic subscriptions (a connection and a topic each)",
+    "topics": "Topics with subscribers",
+    "pubsub_up": "Whether events can be published (1), or the backend (Redis) is unreachable (0)",
+}
+
+
 class _FactoryCollector:
     """Reads gauges and byte counters off the watched factories at scrape time."""
 
@@ -149,6 +187,9 @@ class _FactoryCollector:
             "Bytes sent",
             value=sum(f.closed_bytes_sent for f in factories) + sum(p.bytes_sent for p in live),
         )
+        for name, value in pubsub_values(factories).items():
+            kind = CounterMetricFamily if name.startswith("events_") else GaugeMetricFamily
+            yield kind(f"jsonservice_{name}", _PUBSUB_HELP[name], value=value)
 
 
 class WorkerGauges:
@@ -183,6 +224,18 @@ class WorkerGauges:
         self._sent = Gauge(
             "jsonservice_sent_bytes_total", "Bytes sent", registry=registry, multiprocess_mode="sum"
         )
+        self._pubsub = {
+            name: Gauge(
+                f"jsonservice_{name}_total" if name.startswith("events_") else f"jsonservice_{name}",
+                help_text,
+                registry=registry,
+                # Counters sum over every worker that ever ran; pubsub_up is the worst of the live ones.
+                multiprocess_mode="sum"
+                if name.startswith("events_")
+                else ("livemin" if name == "pubsub_up" else "livesum"),
+            )
+            for name, help_text in _PUBSUB_HELP.items()
+        }
 
     def update(self) -> None:
         """Write the current values."""
@@ -195,6 +248,8 @@ class WorkerGauges:
             sum(f.closed_bytes_received for f in factories) + sum(p.bytes_received for p in live)
         )
         self._sent.set(sum(f.closed_bytes_sent for f in factories) + sum(p.bytes_sent for p in live))
+        for name, value in pubsub_values(factories).items():
+            self._pubsub[name].set(value)
 
 
 def multiprocess_registry(directory: str) -> Any:

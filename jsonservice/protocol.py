@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 
     from .factory import MemoryBudget
+    from .pubsub import Subscriptions
 
 __all__ = ["AUTH_METHOD", "CANCEL_METHOD", "CallTimeout", "ConnectionClosed", "JSONProtocol"]
 
@@ -65,6 +66,8 @@ class JSONProtocol(Caller, LineReceiver):
         serves nothing and answers requests with -32601).
     @ivar limits: the L{Limits} in force.
     @ivar state: per-connection state for handlers (see L{CallContext}).
+    @ivar subscriptions: this connection's topic subscriptions
+        (C{rpc.subscribe}), L{None} until the first; they end with it.
     """
 
     delimiter = b"\n"
@@ -85,6 +88,7 @@ class JSONProtocol(Caller, LineReceiver):
         self.limits = limits
         self._clock = clock
         self.state: dict[str, Any] = {}
+        self.subscriptions: Subscriptions | None = None
         self._core = core = Connection(service, TwistedHost(self), self, limits)
         cls = type(self)
         if cls.lineReceived is not JSONProtocol.lineReceived:
@@ -239,6 +243,8 @@ class JSONProtocol(Caller, LineReceiver):
             self._core.deliver_unterminated()  # a classic peer's last reply
         self._closed = True
         self._watch.unregister()
+        if self.subscriptions is not None:
+            self.subscriptions.close()
         for timer in (self._idle_timer, self._auth_timer, self._close_timer):
             if timer is not None and timer.active():
                 timer.cancel()

@@ -24,6 +24,7 @@ from .protocol import JSONProtocol
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 
+    from .pubsub import Backend
     from .service import JSONService
 
 __all__ = ["JSONServerFactory", "JSONServerService"]
@@ -66,6 +67,7 @@ class JSONServerFactory(JSONFactoryBase):
         limits: Limits | None = None,
         auth_token: str | bytes | None = None,
         log_requests: bool = False,
+        pubsub: Backend | str | None = None,
         **kwargs: Any,
     ) -> None:
         """
@@ -74,8 +76,14 @@ class JSONServerFactory(JSONFactoryBase):
             limit); compared in constant time.
         @param log_requests: log every request (method, outcome, duration)
             at info level; off by default, since it costs per message.
+        @param pubsub: carry the service's published events through this
+            backend: C{"redis://host:port/db"} or a L{Backend}, connected
+            while the factory listens (default: the service's own, in
+            process).  See L{PubSub.use<jsonservice.pubsub.PubSub.use>}.
         """
         super().__init__(service, clock=clock, limits=limits, **kwargs)
+        if pubsub is not None:
+            service.pubsub.use(pubsub)
         if isinstance(auth_token, str):
             auth_token = auth_token.encode("utf-8")
         if auth_token is not None and not auth_token:
@@ -89,6 +97,16 @@ class JSONServerFactory(JSONFactoryBase):
         self._abort_timer: IDelayedCall | None = None
         busy = ServerBusy(data={"max_connections": self.limits.max_connections})
         self._busy_line = dumps_line(error_reply(None, busy))
+
+    def startFactory(self) -> None:
+        """Listening: connect the service's pub/sub backend (Redis)."""
+        if self.service is not None:
+            self.service.pubsub.start(self._reactor())
+
+    def stopFactory(self) -> None:
+        """Not listening any more: disconnect the pub/sub backend (once no other factory uses it)."""
+        if self.service is not None:
+            self.service.pubsub.stop()
 
     def buildProtocol(self, addr: IAddress | None) -> Any:
         """A L{JSONProtocol}, or a refusal when over the cap or draining."""

@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 
 from .errors import InternalError, InvalidParams, InvalidRequest, MethodNotFound, RPCError
 from .jsonrpc import Id
+from .pubsub import EVENT_METHOD, SUBSCRIBE_METHOD, UNSUBSCRIBE_METHOD, Backend, PubSub, SubscribeCheck
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress
@@ -77,6 +78,28 @@ class CallContext:
     def call(self, method: str, *args: Any, **kwargs: Any) -> Deferred[Any]:
         """Call a method of the peer (see L{JSONProtocol.call})."""
         return self.protocol.call(method, *args, **kwargs)
+
+    def publish(self, topic: str, data: Any) -> Deferred[None]:
+        """Publish an event to C{topic} (see L{JSONService.publish})."""
+        return self._pubsub().publish(topic, data)
+
+    def subscribe(self, topic: str) -> Deferred[None]:
+        """
+        Subscribe this connection to C{topic}, as the handler decides (no
+        authorization hook; C{max_subscriptions} applies).  See
+        L{PubSub.subscribe<jsonservice.pubsub.PubSub.subscribe>}.
+        """
+        return self._pubsub().subscribe(self.protocol, topic)
+
+    def unsubscribe(self, topic: str) -> bool:
+        """End this connection's subscription to C{topic}; whether there was one."""
+        return self._pubsub().unsubscribe(self.protocol, topic)
+
+    def _pubsub(self) -> PubSub:
+        service = self.protocol.service
+        if service is None:
+            raise InvalidRequest(data="this connection serves no service: no topics")
+        return service.pubsub
 
     def __repr__(self) -> str:
         return f"<CallContext {self.method!r} id={self.request_id!r}>"
@@ -244,15 +267,22 @@ class JSONService:
     exception is logged and answered -32603 with an error id.
     """
 
-    def __init__(self, title: str = "jsonservice", version: str = "0") -> None:
+    def __init__(
+        self, title: str = "jsonservice", version: str = "0", *, pubsub: Backend | str | None = None
+    ) -> None:
         """
         @param title: the service's name in its OpenRPC document.
         @param version: the service's version in its OpenRPC document.
+        @param pubsub: what carries published events: L{None} (in this
+            process), C{"redis://host:port/db"}, or a L{Backend}; see
+            L{PubSub.use<jsonservice.pubsub.PubSub.use>}.
         """
         self.title = title
         self.version = version
         self._methods: dict[str, Handler] = {}
         self._message_handler: Handler | None = None
+        #: The topics: C{rpc.subscribe}/C{rpc.unsubscribe}, L{publish}.
+        self.pubsub = PubSub(pubsub)
         builtins = {
             "rpc.ping": Handler("rpc.ping", _ping, False),
             "rpc.discover": Handler("rpc.discover", self.discover, False),
@@ -261,6 +291,60 @@ class JSONService:
         #: the connection core looks methods up in.  Registration updates
         #: it in place, so open connections see new and replaced methods.
         self.responders: dict[str, Responder] = {name: h.respond for name, h in builtins.items()}
+        # Built-ins on the one request path: the auth gate and the drain apply.
+        self.responders[SUBSCRIBE_METHOD] = self.pubsub.subscribe_responder
+        self.responders[UNSUBSCRIBE_METHOD] = self.pubsub.unsubscribe_responder
+
+    def publish(self, topic: str, data: Any) -> Deferred[None]:
+        """
+        Send C{data} to every subscriber of C{topic} as the notification
+        C{{"jsonrpc": "2.0", "method": "rpc.event", "params": {"topic": topic, "data": data}}},
+        in every process the backend reaches (see L{PubSub.publish
+        <jsonservice.pubsub.PubSub.publish>} for the errors).
+
+        @return: a Deferred that fires once the backend took the event; it
+            fails with L{PubSubUnavailable<jsonservice.pubsub.PubSubUnavailable>}
+            when Redis cannot take it (return it from a handler, or add an errback).
+        """
+        return self.pubsub.publish(topic, data)
+
+    def on_event(self, func: F) -> F:
+        """
+        The subscriber's side: handle the C{rpc.event} notifications this
+        end receives, as C{func(topic, data)} (a decorator; plain or
+        C{async def})::
+
+            listener = JSONService()
+
+            @listener.on_event
+            def event(topic, data):
+                print(topic, data)
+
+            proto = await connect(reactor, "tcp:127.0.0.1:8080", listener)
+            await proto.call("rpc.subscribe", "news")
+
+        @return: C{func}, unchanged.
+        """
+        self.responders[EVENT_METHOD] = Handler(EVENT_METHOD, func, False).respond
+        return func
+
+    def authorize_subscribe(self, check: SubscribeCheck) -> SubscribeCheck:
+        """
+        Register the authorization hook of C{rpc.subscribe} (a decorator)::
+
+            @service.authorize_subscribe
+            def may_subscribe(ctx: CallContext, topic: str) -> bool:
+                return topic.startswith("public.") or ctx.state.get("user") == "admin"
+
+        It runs for each new subscription, after authentication, with the
+        caller's L{CallContext}; it returns L{True} to allow (anything else:
+        -32004 Unauthorized), or a L{Deferred}/coroutine of that, or raises an
+        L{RPCError} to refuse with it.
+
+        @return: C{check}, unchanged.
+        """
+        self.pubsub.check = check
+        return check
 
     def discover(self) -> dict[str, Any]:
         """

@@ -73,6 +73,13 @@ class Options(usage.Options):
             "the service to serve: package.module:attr, a JSONService or a callable returning one",
         ],
         [
+            "pubsub",
+            None,
+            None,
+            "carry topic events (rpc.subscribe, service.publish) through redis://host:port/db,"
+            " across workers and instances [default: in this process]",
+        ],
+        [
             "workers",
             "w",
             "1",
@@ -140,6 +147,13 @@ class Options(usage.Options):
                 raise usage.UsageError(
                     "--metrics needs prometheus-client: install jsonservice[metrics]"
                 ) from None
+        if self["pubsub"] is not None:
+            from .pubsub import make_backend
+
+            try:
+                make_backend(self["pubsub"])  # checked now; connected when serving
+            except ValueError as exc:
+                raise usage.UsageError(f"--pubsub: {exc}") from None
         try:
             self["service_object"] = load_service(self["service"])
         except (ImportError, AttributeError, TypeError, ValueError) as exc:
@@ -336,6 +350,11 @@ def makeService(options: Options) -> IService:
         from .workers import WorkerSupervisor
 
         supervisor = MultiService()
+        if options["pubsub"] in (None, "local"):
+            Logger(namespace="jsonservice.server").warn(
+                "--workers without --pubsub redis://...: an event published on one worker"
+                " reaches only the subscribers connected to that worker"
+            )
         worker_args, ended = list(options["argv"]), None
         if options["metrics"] is not None:
             # The workers record into files the supervisor sums and serves.
@@ -355,6 +374,7 @@ def makeService(options: Options) -> IService:
         limits=options["limits"],
         auth_token=options["auth_token"],
         log_requests=bool(options["log-requests"]),
+        pubsub=options["pubsub"],
     )
     top = MultiService()
     if options["inherit-fd"] is not None and os.environ.get(MULTIPROCESS_VARIABLE):

@@ -113,48 +113,55 @@ def test_web_and_json_as_a_service() -> None:
 
 
 def test_chat_in_memory_three_clients() -> None:
-    """Notifications reach every subscriber of the room, through its client-side service."""
+    """Events reach every subscriber of the room, through its client-side on_event handler."""
     chat = load_example("chat")
-    server = MemoryServer(chat.ChatServerFactory())
+    server = MemoryServer(chat.make_chat_service())
     inbox: dict[str, list[tuple[str, str, str]]] = {"alice": [], "bob": [], "carol": []}
     pairs = {
         nick: server.connect(chat.make_listener(lambda *m, nick=nick: inbox[nick].append(m)))
         for nick in inbox
     }
     alice, bob, carol = pairs["alice"], pairs["bob"], pairs["carol"]
+    # No nick yet: joining is refused by the authorization hook.
+    refused = alice.failure_of(alice.client.call("rpc.subscribe", "room.lobby")).value
+    assert (refused.code, refused.data) == (-32004, "choose a nick first: nick(name)")
+    for nick, pair in pairs.items():
+        pair.result_of(pair.client.call("nick", nick))
+    assert alice.result_of(alice.client.call("rpc.subscribe", "room.lobby")) is True
+    assert bob.result_of(bob.client.call("rpc.subscribe", topic="room.lobby")) is True
+    carol.result_of(carol.client.call("rpc.subscribe", "room.kitchen"))
+    # Rooms only.
+    assert carol.failure_of(carol.client.call("rpc.subscribe", "admin.log")).value.code == -32004
 
-    assert alice.result_of(alice.client.call("subscribe", "lobby", "alice")) == []
-    assert bob.result_of(bob.client.call("subscribe", "lobby", "bob")) == ["alice"]
-    carol.result_of(carol.client.call("subscribe", "kitchen", "carol"))
-    assert alice.result_of(alice.client.call("rooms")) == {"kitchen": 1, "lobby": 2}
-
-    assert alice.result_of(alice.client.call("publish", "lobby", "hi all")) == 2
+    assert alice.result_of(alice.client.call("say", "lobby", "hi all")) is None
     assert inbox == {
         "alice": [("lobby", "alice", "hi all")],
         "bob": [("lobby", "alice", "hi all")],
         "carol": [],
     }
-    # What bob's end received is a JSON-RPC notification (no id: nothing to answer).
+    # What bob's end received is an rpc.event notification (no id: nothing to answer).
     assert {
         "jsonrpc": "2.0",
-        "method": "message",
-        "params": ["lobby", "alice", "hi all"],
+        "method": "rpc.event",
+        "params": {"topic": "room.lobby", "data": {"room": "lobby", "nick": "alice", "text": "hi all"}},
     } in bob.sent_by_server
     assert not [m for m in bob.sent_by_client if isinstance(m, dict) and "result" in m]
 
     # A subscriber that disconnects is forgotten; one that unsubscribes too.
     bob.disconnect()
-    assert carol.result_of(carol.client.call("publish", "lobby", "anyone?")) == 1
+    carol.result_of(carol.client.call("say", "lobby", "anyone?"))
     assert inbox["alice"][-1] == ("lobby", "carol", "anyone?")
-    alice.result_of(alice.client.call("unsubscribe", "lobby"))
-    assert carol.result_of(carol.client.call("rooms")) == {"kitchen": 1}
+    assert len(inbox["bob"]) == 1
+    assert alice.result_of(alice.client.call("rpc.unsubscribe", "room.lobby")) is True
+    carol.result_of(carol.client.call("say", "lobby", "gone?"))
+    assert inbox["alice"][-1] == ("lobby", "carol", "anyone?")
 
 
 @pytest_twisted.ensureDeferred
 async def test_chat_over_loopback(jsonservice_server: Callable[..., Any]) -> None:
-    """The same over real TCP: the notification arrives before the publish call returns."""
+    """The same over real TCP: the event arrives before the say call returns."""
     chat = load_example("chat")
-    server = jsonservice_server(chat.ChatServerFactory())
+    server = jsonservice_server(chat.make_chat_service())
     heard: list[tuple[str, str, str]] = []
     got_it: Deferred[None] = Deferred()
 
@@ -164,9 +171,10 @@ async def test_chat_over_loopback(jsonservice_server: Callable[..., Any]) -> Non
 
     listener = await server.connect(chat.make_listener(on_message))
     talker = await server.connect()
-    await within(listener.call("subscribe", "lobby", "listener"))
-    await within(talker.call("subscribe", "news", "talker"))
-    assert await within(talker.call("publish", "lobby", "over TCP")) == 1
+    for proto, nick in ((listener, "listener"), (talker, "talker")):
+        await within(proto.call("nick", nick))
+    await within(listener.call("rpc.subscribe", "room.lobby"))
+    assert await within(talker.call("say", "lobby", "over TCP")) is None
     await within(got_it)
     assert heard == [("lobby", "talker", "over TCP")]
 

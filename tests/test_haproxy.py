@@ -5,7 +5,9 @@ running the shipped configuration, with only its ports (free ones) and its
 check interval (faster) changed.  Requests through the proxy are answered,
 spread over the instances, and the instances see the real client address
 from the PROXY header; the JSON-RPC health check (rpc.ping) passes, and
-notices a stopped instance, which is routed around.  Skipped when there is no haproxy binary.
+notices a stopped instance, which is routed around.  The chat example runs
+on two instances behind it, its events through a real Redis.  Skipped when
+there is no haproxy binary (or, for the chat, no redis-server).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from .ops_helpers import TWISTD, LineClient, kill, start_twistd, wait_for, wait_port
+from .redis_helpers import REDIS_SERVER, RedisServer
 
 HAPROXY = shutil.which("haproxy")
 CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "haproxy.cfg"
@@ -85,8 +88,8 @@ def make_config(frontend: int, backends: list[int], admin: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def check_statuses(admin: Path) -> dict[str, str]:
-    """The last health check result of each backend server, from haproxy's runtime API."""
+def check_statuses(admin: Path, field: str = "check_status") -> dict[str, str]:
+    """The last health check result (or another C{show stat} field) of each backend server."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(5)
         sock.connect(str(admin))
@@ -100,7 +103,7 @@ def check_statuses(admin: Path) -> dict[str, str]:
     for row in rows[1:]:
         record = dict(zip(header, row, strict=False))
         if record.get("pxname") == "jsonservice" and record.get("svname", "").startswith("app"):
-            statuses[record["svname"]] = record.get("check_status", "").lstrip("* ")
+            statuses[record["svname"]] = record.get(field, "").lstrip("* ")
     return statuses
 
 
@@ -196,3 +199,67 @@ def test_proxy_header_is_required_by_backends(
     with socket.create_connection(("127.0.0.1", backends[0]), timeout=5) as sock:
         sock.sendall(b'{"jsonrpc":"2.0","id":1,"method":"ping"}\n')
         assert sock.recv(100) == b""
+
+
+@pytest.mark.skipif(REDIS_SERVER is None, reason="no redis-server on PATH (apt-get install redis-server)")
+def test_chat_example_on_two_instances_behind_haproxy(tmp_path: Path, free_port: Callable[..., int]) -> None:
+    """examples/chat.py on two instances behind deploy/haproxy.cfg, events through Redis."""
+    started = time.monotonic()
+    redis = RedisServer(tmp_path)
+    redis.start()
+    (tmp_path / "chat.py").write_text((CONFIG.parent.parent / "examples" / "chat.py").read_text())
+    backends = [free_port() for _ in range(3)]  # the third stays down: two instances
+    frontend = free_port()
+    procs: list[subprocess.Popen[bytes]] = []
+    clients: list[LineClient] = []
+    try:
+        for index, port in enumerate(backends[:2]):
+            args = [
+                "--listen",
+                f"haproxy:tcp:{port}:interface=127.0.0.1",
+                "--service",
+                "chat:make_chat_service",
+            ]
+            procs.append(start_twistd(tmp_path, [*args, "--pubsub", redis.url], f"chat{index}.log"))
+        for port, proc in zip(backends, procs, strict=False):
+            wait_port(port, proc)
+        config = tmp_path / "haproxy.cfg"
+        config.write_text(make_config(frontend, backends, tmp_path / "admin.sock"))
+        assert HAPROXY is not None
+        with (tmp_path / "haproxy.log").open("wb") as log:
+            procs.append(
+                subprocess.Popen([HAPROXY, "-db", "-f", str(config)], cwd=tmp_path, stdout=log,
+                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            )  # fmt: skip
+        wait_port(frontend, procs[-1])
+
+        def two_up() -> bool:
+            statuses = check_statuses(tmp_path / "admin.sock")
+            return statuses.get("app1") == "L7OK" and statuses.get("app2") == "L7OK"
+
+        wait_for(two_up, "both chat instances to pass the health check", 5)
+        alice, bob = LineClient("127.0.0.1", frontend), LineClient("127.0.0.1", frontend)
+        clients += [alice, bob]
+        assert alice.call("nick", "alice") == "alice"
+        assert bob.call("nick", "bob") == "bob"
+        # Least connections: one client on each instance.
+        sessions = check_statuses(tmp_path / "admin.sock", "scur")
+        assert (sessions["app1"], sessions["app2"]) == ("1", "1"), sessions
+        assert alice.call("rpc.subscribe", "room.lobby") is True
+        assert bob.call("say", "lobby", "hello from the other instance") is None
+        message = alice.receive()
+        assert message == {
+            "jsonrpc": "2.0",
+            "method": "rpc.event",
+            "params": {
+                "topic": "room.lobby",
+                "data": {"room": "lobby", "nick": "bob", "text": "hello from the other instance"},
+            },
+        }
+        assert time.monotonic() - started < 20
+    finally:
+        for client in clients:
+            client.close()
+        for proc in procs:
+            kill(proc)
+        redis.stop()

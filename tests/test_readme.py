@@ -181,7 +181,7 @@ def twistd(*args: str) -> list[str]:
 
 
 def test_the_readme_has_the_examples_this_harness_runs() -> None:
-    assert len(python_blocks()) == 8
+    assert len(python_blocks()) == 10
     assert len(sessions()) == 3
 
 
@@ -264,3 +264,15 @@ def test_testing_blocks(workdir: Path) -> None:
             argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=60, check=False
         )
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_topics_blocks(workdir: Path, running: list[Running]) -> None:
+    """The newsroom service under twistd; the subscriber block hears its event, the hook refuses."""
+    (workdir / "newsroom.py").write_text(block("# newsroom.py"), encoding="utf-8")
+    port = free_port()
+    running.append(Running(twistd("--port", str(port), "--service", "newsroom:service"), workdir, port))
+    assert run_python(block("@listener.on_event"), workdir, port) == [
+        "True",
+        "-32004 not allowed to subscribe to 'inbox.bob'",
+        "news.tech {'text': 'hello'}",
+    ]

@@ -429,6 +429,10 @@ def test_metrics_with_workers_sum_every_worker(
 
         wait_for(lambda: requests_counted() == 20, "20 requests summed over both workers", 10)
         wait_for(lambda: "jsonservice_connections 20.0" in scrape(), "20 open connections (gauges)", 10)
+        # The topic gauges are summed too (both workers in process: publishing works).
+        text = scrape()
+        assert "jsonservice_pubsub_up 1.0" in text
+        assert "jsonservice_events_dropped_total 0.0" in text
     finally:
         for client in clients:
             client.close()
