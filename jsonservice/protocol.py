@@ -69,6 +69,9 @@ class JSONProtocol(Caller, LineReceiver):
 
     delimiter = b"\n"
     _log = Logger(namespace="jsonservice.protocol")
+    #: Whether the server factory logs this connection's opening and
+    #: closing (an HTTP request's exchange is not logged: the site logs it).
+    log_connection = True
 
     def __init__(
         self,
@@ -219,6 +222,26 @@ class JSONProtocol(Caller, LineReceiver):
             # Only whole messages count as activity: a peer trickling
             # the bytes of a line it never ends is idle (slowloris).
             self._last_active = self.clock.seconds()
+
+    def message_received(self, data: bytes, length: int | None = None) -> None:
+        """
+        One whole message from a transport that frames messages itself (a
+        WebSocket message, an HTTP request body; see
+        L{jsonservice.ws} and L{jsonservice.web}): handled exactly as one
+        line would be, through the same connection core.
+
+        @param length: the message's full length when only its start,
+            C{data}, was kept (past C{max_line_length}: answered -32002).
+        """
+        if self._closed:
+            return
+        self.bytes_received += len(data) if length is None else length
+        self._core.receive_message(data, length)
+        budget = self._budget
+        if budget is not None and (self._core.held_bytes or self in budget.charged):
+            budget.charge(self)
+        if self._idle_timer is not None:
+            self._last_active = self.clock.seconds()  # a whole message is activity
 
     def readConnectionLost(self) -> None:
         """The peer half-closed: answer everything it sent, then close."""

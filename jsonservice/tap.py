@@ -97,6 +97,14 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self["listen"] = []
+        self["http"] = []
+
+    def opt_http(self, description: str) -> None:
+        """
+        An endpoint description to serve HTTP on (repeatable): POST /rpc,
+        WebSocket /ws, GET /openrpc.json and the explorer page at GET /.
+        """
+        self["http"].append(description)
 
     def opt_listen(self, description: str) -> None:
         """An endpoint description to listen on, e.g. tcp:8080:interface=0.0.0.0 (repeatable)."""
@@ -118,6 +126,15 @@ class Options(usage.Options):
         for description in endpoints:
             check_endpoint(description)
         self["endpoints"] = endpoints
+        for description in self["http"]:
+            check_endpoint(description)
+        if self["http"]:
+            try:
+                import autobahn  # noqa: F401
+            except ImportError:
+                raise usage.UsageError(
+                    "--http needs autobahn (the WebSocket at /ws): install jsonservice[web]"
+                ) from None
         values: dict[str, Any] = {}
         for field in dataclasses.fields(Limits):
             if field.name == "call_timeout":
@@ -159,6 +176,10 @@ class Options(usage.Options):
             self["inherit-fd"] = int(self["inherit-fd"])
             return
         if self["workers"] > 1:
+            if self["http"]:
+                # The workers share one inherited TCP socket; an --http
+                # listener would be bound by each of them.
+                raise usage.UsageError("--http cannot be combined with --workers (yet): run one process")
             if len(self["endpoints"]) != 1:
                 raise usage.UsageError(
                     "--workers serves exactly one TCP endpoint: give one --port or --listen"
@@ -382,4 +403,12 @@ def makeService(options: Options) -> IService:
         listener = StreamServerEndpointService(serverFromString(reactor, description), factory)
         listener._raiseSynchronously = True
         listener.setServiceParent(top)
+    if options["http"]:
+        from .web import make_site
+
+        site = make_site(factory)
+        for description in options["http"]:
+            web = StreamServerEndpointService(serverFromString(reactor, description), site)
+            web._raiseSynchronously = True
+            web.setServiceParent(top)
     return top

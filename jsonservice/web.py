@@ -1,0 +1,469 @@
+"""
+JSON-RPC over HTTP with C{twisted.web}: L{JSONResource} serves a
+L{JSONService} at any path of a site::
+
+    root.putChild(b"rpc", JSONResource(service))        # POST /rpc
+
+Each C{POST} body is one JSON value — a request, a batch or a plain message —
+handled by the same connection core as a line of the line protocol: the
+body becomes one L{JSONProtocol} "connection" (an exchange) of a
+L{JSONServerFactory}, which feeds it to the core as one message and closes
+it once everything is answered, so every rule, limit, timeout, the
+authentication gate, the drain and the metrics are the line protocol's.
+What the core wrote is the response: C{application/json} with the reply,
+or C{204 No Content} when there is none (notifications).  L{status_for}
+maps a single error reply to an HTTP status.
+
+L{make_site} builds what C{twistd jsonservice --http ENDPOINT} serves:
+C{POST /rpc}, the WebSocket at C{/ws} (L{jsonservice.ws}), C{GET
+/openrpc.json} and the explorer page at C{GET /}.
+"""
+
+from __future__ import annotations
+
+import hmac
+from importlib import resources
+from io import BytesIO
+from typing import TYPE_CHECKING, Any, Final
+
+from twisted.internet.error import ConnectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+
+from .calls import ConnectionClosed
+from .codec import dumps, dumps_line, loads
+from .errors import ParseError, RPCError, Unauthorized
+from .jsonrpc import error_reply
+from .protocol import JSONProtocol
+from .server import JSONServerFactory
+from .service import JSONService
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IAddress, IDelayedCall
+
+__all__ = [
+    "STATUS_FOR_CODE",
+    "BodyLimitedRequest",
+    "ExplorerPage",
+    "JSONResource",
+    "OpenRPCDocument",
+    "harden_site",
+    "make_site",
+    "status_for",
+]
+
+_log = Logger(namespace="jsonservice.web")
+
+#: The HTTP status of a response that is one JSON-RPC error, by its code
+#: (the JSON-RPC over HTTP conventions: the client's mistakes are 4xx, the
+#: server's 5xx).  Other codes of the reserved range (-32099..-32000) are
+#: 500; an application's own codes are 200: the method ran and answered.
+STATUS_FOR_CODE: Final = {
+    -32700: 400,  # Parse error
+    -32600: 400,  # Invalid Request
+    -32601: 404,  # Method not found
+    -32602: 400,  # Invalid params
+    -32603: 500,  # Internal error
+    -32000: 504,  # Request timed out
+    -32001: 503,  # Server busy
+    -32002: 413,  # Message too large
+    -32003: 413,  # Batch too large
+    -32004: 401,  # Unauthorized
+    -32800: 503,  # Request cancelled (a drain, or the batch's own $/cancelRequest)
+}
+
+# The core writes compact JSON with members in this order, so a reply's
+# kind shows in its first bytes without decoding it.
+_ERROR_PREFIX: Final = b'{"jsonrpc":"2.0","error":{"code":'
+_REQUEST_PREFIX: Final = b'{"jsonrpc":"2.0","method":'
+_JSON: Final = b"application/json"
+
+
+def status_for(reply: bytes) -> int:
+    """
+    The HTTP status of a response body the core wrote: 204 for none, the
+    L{STATUS_FOR_CODE} status of a single error, else 200 (results, batches,
+    whatever their items, and plain replies).
+    """
+    if not reply:
+        return 204
+    if not reply.startswith(_ERROR_PREFIX):
+        return 200
+    end = reply.find(b",", len(_ERROR_PREFIX))
+    try:
+        code = int(reply[len(_ERROR_PREFIX) : end])
+    except ValueError:
+        return 200
+    if code in STATUS_FOR_CODE:
+        return STATUS_FOR_CODE[code]
+    return 500 if -32099 <= code <= -32000 else 200
+
+
+def bearer_token(request: Request) -> bytes | None:
+    """The token of an C{Authorization: Bearer TOKEN} header, if any."""
+    header = request.getHeader(b"authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    return token.strip().encode("utf-8", "surrogateescape") if scheme.lower() == "bearer" else b""
+
+
+def _token_ok(expected: bytes | None, given: bytes | None) -> bool:
+    return expected is None or (given is not None and hmac.compare_digest(given, expected))
+
+
+class _Exchange:
+    """
+    The transport of one HTTP request's L{JSONProtocol}: it collects what
+    the core writes, and when the protocol closes it, answers the request
+    with it.  HTTP has no way back to the client, so calls and
+    notifications the service sends the client are dropped (a call fails
+    with L{ConnectionClosed} at once).
+    """
+
+    disconnecting = False
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.proto: Any = None
+        self._parts: list[bytes] = []
+        #: Set while the resource sets the exchange up: a close then waits.
+        self.holding = True
+        self._closed = False
+        self._answered = False
+
+    # -- ITransport, as JSONProtocol uses it -----------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self._answered:
+            return
+        if _REQUEST_PREFIX in data:
+            data = self._drop_requests(data)
+        self._parts.append(data)
+
+    def writeSequence(self, data: list[bytes]) -> None:
+        for part in data:
+            self.write(part)
+
+    def loseConnection(self) -> None:
+        self._closed = self.disconnecting = True
+        if not self.holding:
+            self.answer()
+
+    abortConnection = loseConnection
+
+    def getPeer(self) -> IAddress:
+        return self.request.getClientAddress()
+
+    def getHost(self) -> IAddress:
+        return self.request.getHost()
+
+    # The body is read already: there is nothing to pause, and no output
+    # buffer to watch (twisted.web's channel does that for the response).
+    def pauseProducing(self) -> None:
+        """Nothing to pause: the body was read whole."""
+
+    def resumeProducing(self) -> None:
+        """Nothing to resume."""
+
+    def stopProducing(self) -> None:
+        """Nothing to stop."""
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        """The response is written at once: no producer needed."""
+
+    def unregisterProducer(self) -> None:
+        """See L{registerProducer}."""
+
+    # -- the exchange ------------------------------------------------------------
+
+    def release(self) -> None:
+        """Setup is over: a close that came meanwhile answers now."""
+        self.holding = False
+        if self._closed:
+            self.answer()
+
+    def refuse(self, error: RPCError) -> None:
+        """Answer C{error} alone (a wrong token), whatever was written."""
+        self._parts = [dumps_line(error_reply(None, error))]
+        self._closed = True
+        self.release()
+
+    def answer(self) -> None:
+        """Respond with what the core wrote, then end the protocol."""
+        if self._answered:
+            return
+        self._answered = True
+        reply = b"".join(self._parts)
+        self._parts = []
+        request = self.request
+        if not request.finished and not request._disconnected:
+            status = status_for(reply)
+            request.setResponseCode(status)
+            request.setHeader(b"cache-control", b"no-store")
+            if status == 401:
+                request.setHeader(b"www-authenticate", b"Bearer")
+            if reply:
+                request.setHeader(b"content-type", _JSON)
+                request.setHeader(b"content-length", b"%d" % len(reply))
+                request.write(reply)
+            request.finish()
+        self.end(Failure(ConnectionDone("the HTTP exchange is over")))
+
+    def end(self, reason: Failure) -> None:
+        """The exchange is over (answered, or the client went away)."""
+        self._answered = True
+        proto = self.proto
+        if proto is not None:
+            self.proto = None
+            proto.connectionLost(reason)
+
+    def _drop_requests(self, data: bytes) -> bytes:
+        kept: list[bytes] = []
+        for line in data.split(b"\n"):
+            if not line.startswith(_REQUEST_PREFIX):
+                kept.append(line)
+                continue
+            try:
+                message = loads(line)
+            except ParseError:  # pragma: no cover - the core wrote it
+                continue
+            _log.info("HTTP has no way back to the client: dropped {method!r}", method=message.get("method"))
+            if "id" in message and self.proto is not None:
+                waiter = self.proto._core.calls.pop(message["id"], None)
+                if waiter is not None:
+                    # Later, not from inside the core's write.
+                    error = ConnectionClosed("HTTP has no way back to the client: cannot call it")
+                    self.proto.clock.callLater(0, waiter.reject, error)
+        return b"\n".join(kept)
+
+
+class JSONResource(Resource):
+    """
+    Serves a L{JSONService} over HTTP at the path it is mounted on: C{POST}
+    a JSON-RPC request, a batch or a plain JSON value, get the reply as
+    C{application/json} (C{204 No Content} when there is none); other
+    methods get 405.  With an C{auth_token}, C{Authorization: Bearer TOKEN}
+    authenticates the request (a wrong token: 401 and nothing run; none:
+    the requests are answered -32004, 401, as on a line connection that
+    has not authenticated).
+    """
+
+    isLeaf = True
+
+    def __init__(self, service: JSONService | JSONServerFactory, **kwargs: Any) -> None:
+        """
+        @param service: the service, or the L{JSONServerFactory} to share
+            with other listeners (its limits, connection cap, drain, auth
+            token and metrics then cover HTTP too).
+        @param kwargs: for a service: L{JSONServerFactory} arguments
+            (limits, C{auth_token}...).
+        """
+        super().__init__()  # type: ignore[no-untyped-call]
+        if isinstance(service, JSONServerFactory):
+            if kwargs:
+                raise TypeError("give the factory's arguments to the factory, not to JSONResource")
+            self.factory = service
+        else:
+            self.factory = JSONServerFactory(service, **kwargs)
+
+    def render_POST(self, request: Request) -> Any:
+        """Handle one exchange (see the class docstring)."""
+        factory = self.factory
+        limit = factory.limits.max_line_length
+        data, length = _read_body(request, limit)
+        exchange = _Exchange(request)
+        proto: Any = factory.buildProtocol(exchange.getPeer())
+        if proto is None:  # pragma: no cover - JSONServerFactory always builds one
+            request.setResponseCode(503)
+            return b""
+        if isinstance(proto, JSONProtocol):
+            proto.log_connection = False
+            exchange.proto = proto
+        proto.makeConnection(exchange)
+        if not isinstance(proto, JSONProtocol):  # a refusal (over the cap, draining): its line
+            exchange.release()
+            return NOT_DONE_YET
+        token = bearer_token(request)
+        if token is not None and factory.auth_token is not None:
+            try:
+                proto._auth.authenticate({"token": token.decode("utf-8", "surrogateescape")}, None, proto)
+            except Unauthorized as error:
+                exchange.refuse(error)
+                return NOT_DONE_YET
+        request.notifyFinish().addErrback(exchange.end)
+        exchange.release()
+        proto.message_received(data, length)
+        proto.readConnectionLost()  # the whole message is in: answer it, then close
+        return NOT_DONE_YET
+
+
+def _read_body(request: Request, limit: int) -> tuple[bytes, int | None]:
+    """
+    The body, and its full length when it is over C{limit} (then only the
+    start is read: a L{BodyLimitedRequest} kept none of it anyway).
+    """
+    length: int | None = getattr(request, "body_length", None)
+    content: Any = request.content
+    if length is None:
+        content.seek(0, 2)
+        length = content.tell()
+        content.seek(0)
+    if length > limit:
+        return b"", length
+    return content.read(), None
+
+
+class BodyLimitedRequest(Request):
+    """
+    A C{twisted.web} request that keeps at most its site's C{max_body_size}
+    bytes of body (past it, the rest is read and dropped and the resource
+    answers 413 with -32002, as the line protocol skips a line that is too
+    long), and that must arrive whole — request line, headers and body —
+    within the site's C{request_deadline} seconds, or the connection is
+    closed (a slowloris peer trickling a body is idle, as on a line).
+    Installed by L{harden_site}.
+
+    @ivar body_length: the bytes of body received.
+    """
+
+    _deadline: IDelayedCall | None = None
+
+    def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(channel, *args, **kwargs)
+        site = getattr(channel, "site", None)
+        self._limit: int | None = getattr(site, "max_body_size", None)
+        self.body_length = 0
+        seconds = getattr(site, "request_deadline", 0)
+        if seconds:
+            self._deadline = site.reactor.callLater(seconds, self._too_slow, seconds)  # type: ignore[union-attr]
+
+    def gotLength(self, length: int | None) -> None:
+        """Keep the body in memory: it is bounded by the limit."""
+        if self._limit is None:
+            super().gotLength(length)
+        else:
+            self.content = BytesIO()
+
+    def handleContentChunk(self, data: bytes) -> None:
+        """Keep a chunk of body, or drop it once the body is over the limit."""
+        self.body_length += len(data)
+        limit = self._limit
+        if limit is None or self.body_length <= limit:
+            self.content.write(data)
+        elif self.content.tell():
+            self.content = BytesIO()  # over: keep nothing of it
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        """The request arrived whole, in time."""
+        self._stop_deadline()
+        super().requestReceived(command, path, version)
+
+    def connectionLost(self, reason: Failure) -> None:
+        """Stop the deadline with the connection."""
+        self._stop_deadline()
+        super().connectionLost(reason)
+
+    def _stop_deadline(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+    def _too_slow(self, seconds: float) -> None:
+        self._deadline = None
+        _log.info(
+            "Closing HTTP connection from {peer}: its request did not arrive whole within {seconds}s",
+            peer=self.getClientAddress(),
+            seconds=seconds,
+        )
+        transport = self.channel.transport
+        if transport is not None:
+            transport.abortConnection()
+
+
+def harden_site(site: Site, factory: JSONServerFactory) -> Site:
+    """
+    Bound what C{site} reads, from C{factory}'s limits: request bodies past
+    C{max_line_length} are not kept (L{BodyLimitedRequest}), and a request
+    must arrive whole, and an idle connection is closed, within
+    C{idle_timeout} (twisted.web's own default idle timeout is 12 hours).
+    Use it on your own site when it mounts a L{JSONResource}.
+
+    @return: C{site}.
+    """
+    limits = factory.limits
+    site.requestFactory = BodyLimitedRequest
+    site.max_body_size = limits.max_line_length  # type: ignore[attr-defined]
+    site.request_deadline = limits.idle_timeout  # type: ignore[attr-defined]
+    site.timeOut = limits.idle_timeout or None
+    return site
+
+
+class OpenRPCDocument(Resource):
+    """C{GET}: the service's OpenRPC document (what C{rpc.discover} answers)."""
+
+    isLeaf = True
+
+    def __init__(self, factory: JSONServerFactory) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.factory = factory
+
+    def render_GET(self, request: Request) -> bytes:
+        """The document, as C{application/json}; 401 without the token, when one is set."""
+        request.setHeader(b"content-type", _JSON)
+        if not _token_ok(self.factory.auth_token, bearer_token(request)):
+            request.setResponseCode(401)
+            request.setHeader(b"www-authenticate", b"Bearer")
+            return dumps(error_reply(None, Unauthorized(data="Authorization: Bearer TOKEN")))
+        service: JSONService = self.factory.service  # type: ignore[assignment]
+        return dumps(service.discover())
+
+
+#: The explorer's files, served from the package (no network, no build step).
+_EXPLORER_FILES: Final = {
+    b"": ("index.html", b"text/html; charset=utf-8"),
+    b"explorer.js": ("explorer.js", b"text/javascript; charset=utf-8"),
+    b"explorer.css": ("explorer.css", b"text/css; charset=utf-8"),
+}
+
+
+class ExplorerPage(Resource):
+    """C{GET}: one of the explorer page's files (package data)."""
+
+    isLeaf = True
+
+    def __init__(self, name: str, content_type: bytes) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.body = resources.files("jsonservice").joinpath("explorer", name).read_bytes()
+        self.content_type = content_type
+
+    def render_GET(self, request: Request) -> bytes:
+        """The file, with headers that keep it to this origin."""
+        request.setHeader(b"content-type", self.content_type)
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        request.setHeader(b"content-security-policy", b"default-src 'self'; connect-src 'self'")
+        request.setHeader(b"cache-control", b"no-cache")
+        return self.body
+
+
+def make_site(service: JSONService | JSONServerFactory, **kwargs: Any) -> Site:
+    """
+    The site of C{twistd jsonservice --http}: C{POST /rpc}, the WebSocket at
+    C{/ws} (needs autobahn, the C{web} extra), C{GET /openrpc.json} and the
+    explorer at C{GET /}, hardened with L{harden_site}.
+
+    @param service: a service, or the L{JSONServerFactory} to share.
+    @param kwargs: for a service: L{JSONServerFactory} arguments.
+    """
+    from .ws import websocket_resource
+
+    factory = service if isinstance(service, JSONServerFactory) else JSONServerFactory(service, **kwargs)
+    root = Resource()  # type: ignore[no-untyped-call]
+    root.putChild(b"rpc", JSONResource(factory))
+    root.putChild(b"ws", websocket_resource(factory))
+    root.putChild(b"openrpc.json", OpenRPCDocument(factory))
+    for path, (name, content_type) in _EXPLORER_FILES.items():
+        root.putChild(path, ExplorerPage(name, content_type))
+    return harden_site(Site(root, reactor=factory.clock), factory)
