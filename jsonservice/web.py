@@ -106,8 +106,13 @@ def bearer_token(request: Request) -> bytes | None:
     header = request.getHeader(b"authorization")
     if header is None:
         return None
-    scheme, _, token = header.strip().partition(" ")
-    return token.strip().encode("utf-8", "surrogateescape") if scheme.lower() == "bearer" else b""
+    return parse_bearer(header)
+
+
+def parse_bearer(header: bytes) -> bytes:
+    """The token of an C{Authorization} header's value (empty: not C{Bearer TOKEN})."""
+    scheme, _, token = header.strip().partition(b" ")
+    return token.strip() if scheme.lower() == b"bearer" else b""
 
 
 def _token_ok(expected: bytes | None, given: bytes | None) -> bool:
@@ -155,10 +160,12 @@ class _Exchange:
     abortConnection = loseConnection
 
     def getPeer(self) -> IAddress:
-        return self.request.getClientAddress()
+        peer: IAddress = self.request.getClientAddress()
+        return peer
 
     def getHost(self) -> IAddress:
-        return self.request.getHost()
+        host: IAddress = self.request.getHost()
+        return host
 
     # The body is read already: there is nothing to pause, and no output
     # buffer to watch (twisted.web's channel does that for the response).
@@ -332,7 +339,7 @@ class BodyLimitedRequest(Request):
     _deadline: IDelayedCall | None = None
 
     def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
-        super().__init__(channel, *args, **kwargs)
+        super().__init__(channel, *args, **kwargs)  # type: ignore[no-untyped-call]
         site = getattr(channel, "site", None)
         self._limit: int | None = getattr(site, "max_body_size", None)
         self.body_length = 0
@@ -343,7 +350,7 @@ class BodyLimitedRequest(Request):
     def gotLength(self, length: int | None) -> None:
         """Keep the body in memory: it is bounded by the limit."""
         if self._limit is None:
-            super().gotLength(length)
+            super().gotLength(length)  # type: ignore[no-untyped-call]
         else:
             self.content = BytesIO()
 
@@ -351,20 +358,21 @@ class BodyLimitedRequest(Request):
         """Keep a chunk of body, or drop it once the body is over the limit."""
         self.body_length += len(data)
         limit = self._limit
+        content: Any = self.content
         if limit is None or self.body_length <= limit:
-            self.content.write(data)
-        elif self.content.tell():
+            content.write(data)
+        elif content.tell():
             self.content = BytesIO()  # over: keep nothing of it
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         """The request arrived whole, in time."""
         self._stop_deadline()
-        super().requestReceived(command, path, version)
+        super().requestReceived(command, path, version)  # type: ignore[no-untyped-call]
 
     def connectionLost(self, reason: Failure) -> None:
         """Stop the deadline with the connection."""
         self._stop_deadline()
-        super().connectionLost(reason)
+        super().connectionLost(reason)  # type: ignore[no-untyped-call]
 
     def _stop_deadline(self) -> None:
         if self._deadline is not None and self._deadline.active():
@@ -375,10 +383,10 @@ class BodyLimitedRequest(Request):
         self._deadline = None
         _log.info(
             "Closing HTTP connection from {peer}: its request did not arrive whole within {seconds}s",
-            peer=self.getClientAddress(),
+            peer=self.getClientAddress(),  # type: ignore[no-untyped-call]
             seconds=seconds,
         )
-        transport = self.channel.transport
+        transport: Any = self.channel.transport
         if transport is not None:
             transport.abortConnection()
 
@@ -436,7 +444,7 @@ class ExplorerPage(Resource):
 
     def __init__(self, name: str, content_type: bytes) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        self.body = resources.files("jsonservice").joinpath("explorer", name).read_bytes()
+        self.body = (resources.files("jsonservice") / "explorer" / name).read_bytes()
         self.content_type = content_type
 
     def render_GET(self, request: Request) -> bytes:
@@ -460,7 +468,7 @@ def make_site(service: JSONService | JSONServerFactory, **kwargs: Any) -> Site:
     from .ws import websocket_resource
 
     factory = service if isinstance(service, JSONServerFactory) else JSONServerFactory(service, **kwargs)
-    root = Resource()  # type: ignore[no-untyped-call]
+    root = Resource()
     root.putChild(b"rpc", JSONResource(factory))
     root.putChild(b"ws", websocket_resource(factory))
     root.putChild(b"openrpc.json", OpenRPCDocument(factory))

@@ -23,6 +23,7 @@ requires it); send binary messages for the line protocol's -32700 instead.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 from twisted.internet.defer import Deferred
@@ -30,6 +31,7 @@ from twisted.internet.endpoints import clientFromString
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import ITransport
 from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
 from zope.interface import implementer
 
 try:
@@ -49,6 +51,7 @@ except ImportError as _exc:  # pragma: no cover - the extra is installed in test
 
 from .protocol import JSONProtocol
 from .server import JSONServerFactory
+from .web import parse_bearer
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress
@@ -91,7 +94,7 @@ class _MessageTransport:
             if line:
                 send(line, False)
 
-    def writeSequence(self, data: list[bytes]) -> None:
+    def writeSequence(self, data: Iterable[bytes]) -> None:
         self.write(b"".join(data))
 
     def loseConnection(self) -> None:
@@ -161,7 +164,7 @@ class _Carrier:
         return proto
 
     # autobahn's streaming interface, instead of its buffered one.
-    def onMessageBegin(self, isBinary: bool) -> None:
+    def onMessageBegin(self, isBinary: bool) -> None:  # noqa: N803
         self._parts = []
         self._size = 0
 
@@ -202,12 +205,13 @@ class _ServerProtocol(_Carrier, WebSocketServerProtocol):  # type: ignore[misc]
     _token: bytes | None = None
 
     def connectionMade(self) -> None:
-        producer = getattr(self.transport, "producer", None)
-        if producer is not None and producer.__class__.__name__ == "HTTPChannel":
+        transport: Any = self.transport
+        producer = getattr(transport, "producer", None)
+        if isinstance(producer, HTTPChannel):
             # Taken over from twisted.web (websocket_resource): the HTTP
             # channel is still registered as the socket's producer, which
             # would keep the output watch from registering.
-            self.transport.unregisterProducer()
+            transport.unregisterProducer()
         super().connectionMade()
 
     def onConnect(self, request: Any) -> None:
@@ -215,10 +219,9 @@ class _ServerProtocol(_Carrier, WebSocketServerProtocol):  # type: ignore[misc]
         expected = self.factory.json_factory.auth_token
         header = request.headers.get("authorization")
         if header is not None and expected is not None:
-            scheme, _, token = header.strip().partition(" ")
-            given = token.strip().encode("utf-8", "surrogateescape") if scheme.lower() == "bearer" else b""
+            given = parse_bearer(header.encode("utf-8", "surrogateescape"))
             if not hmac.compare_digest(given, expected):
-                raise ConnectionDeny(401, "wrong token")
+                raise ConnectionDeny(401, "wrong token")  # type: ignore[no-untyped-call]
             self._token = given
 
     def onOpen(self) -> None:
@@ -226,11 +229,11 @@ class _ServerProtocol(_Carrier, WebSocketServerProtocol):  # type: ignore[misc]
         if self._token is not None and isinstance(proto, JSONProtocol):
             proto._auth.authenticate({"token": self._token.decode("utf-8", "surrogateescape")}, None, proto)
 
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N803
         self._lost(code, reason)
 
 
-class JSONWebSocketFactory(WebSocketServerFactory):  # type: ignore[misc]
+class JSONWebSocketFactory(WebSocketServerFactory):
     """
     Serves a L{JSONService} over WebSocket: listen with it on any endpoint
     (C{serverFromString(reactor, "tcp:8081").listen(JSONWebSocketFactory(service))})
@@ -241,7 +244,7 @@ class JSONWebSocketFactory(WebSocketServerFactory):  # type: ignore[misc]
         them all under one connection cap, drain and set of metrics).
     """
 
-    protocol = _ServerProtocol
+    protocol = _ServerProtocol  # type: ignore[assignment]
 
     def __init__(
         self, service: JSONService | JSONServerFactory, url: str | None = None, **kwargs: Any
@@ -252,7 +255,7 @@ class JSONWebSocketFactory(WebSocketServerFactory):  # type: ignore[misc]
             nothing against it for a server).
         @param kwargs: for a service: L{JSONServerFactory} arguments.
         """
-        super().__init__(url)
+        super().__init__(url)  # type: ignore[no-untyped-call]
         if isinstance(service, JSONServerFactory):
             self.json_factory = service
         else:
@@ -278,7 +281,7 @@ def websocket_resource(factory: JSONServerFactory | JSONService, **kwargs: Any) 
     connections of a L{JSONWebSocketFactory} (mounted at C{/ws} by
     L{make_site<jsonservice.web.make_site>}).
     """
-    return WebSocketResource(JSONWebSocketFactory(factory, **kwargs))
+    return WebSocketResource(JSONWebSocketFactory(factory, **kwargs))  # type: ignore[no-untyped-call]
 
 
 class _ClientProtocol(_Carrier, WebSocketClientProtocol):  # type: ignore[misc]
@@ -292,18 +295,18 @@ class _ClientProtocol(_Carrier, WebSocketClientProtocol):  # type: ignore[misc]
         if not opened.called:
             opened.callback(proto)
 
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N803
         opened = self.factory.opened
         if not opened.called:
             opened.errback(ConnectionLost(f"WebSocket handshake failed: {reason or code}"))
         self._lost(code, reason)
 
 
-class _ClientFactory(WebSocketClientFactory):  # type: ignore[misc]
-    protocol = _ClientProtocol
+class _ClientFactory(WebSocketClientFactory):
+    protocol = _ClientProtocol  # type: ignore[assignment]
 
     def __init__(self, url: str, json_factory: JSONClientFactory, headers: dict[str, str]) -> None:
-        super().__init__(url, headers=headers)
+        super().__init__(url, headers=headers)  # type: ignore[no-untyped-call]
         self.json_factory = json_factory
         self.opened: Deferred[JSONProtocol] = Deferred()
         _options(self, json_factory)
