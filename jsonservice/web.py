@@ -29,12 +29,13 @@ from typing import TYPE_CHECKING, Any, Final
 from twisted.internet.error import ConnectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from .calls import ConnectionClosed
 from .codec import dumps, dumps_line, loads
-from .errors import ParseError, RPCError, Unauthorized
+from .errors import InvalidRequest, ParseError, RPCError, Unauthorized
 from .jsonrpc import error_reply
 from .protocol import JSONProtocol
 from .server import JSONServerFactory
@@ -55,6 +56,7 @@ __all__ = [
 ]
 
 _log = Logger(namespace="jsonservice.web")
+_DONE: Final = Failure(ConnectionDone())
 
 #: The HTTP status of a response that is one JSON-RPC error, by its code
 #: (the JSON-RPC over HTTP conventions: the client's mistakes are 4xx, the
@@ -276,6 +278,15 @@ class JSONResource(Resource):
         else:
             self.factory = JSONServerFactory(service, **kwargs)
 
+    def render(self, request: Request) -> Any:
+        """C{POST}: an exchange; anything else: 405, with a JSON-RPC error body."""
+        if request.method == b"POST":
+            return self.render_POST(request)
+        request.setResponseCode(405)
+        request.setHeader(b"allow", b"POST")
+        request.setHeader(b"content-type", _JSON)
+        return dumps_line(error_reply(None, InvalidRequest(data="POST a JSON-RPC request here")))
+
     def render_POST(self, request: Request) -> Any:
         """Handle one exchange (see the class docstring)."""
         factory = self.factory
@@ -326,26 +337,17 @@ def _read_body(request: Request, limit: int) -> tuple[bytes, int | None]:
 class BodyLimitedRequest(Request):
     """
     A C{twisted.web} request that keeps at most its site's C{max_body_size}
-    bytes of body (past it, the rest is read and dropped and the resource
+    bytes of body: past it, the rest is read and dropped, and the resource
     answers 413 with -32002, as the line protocol skips a line that is too
-    long), and that must arrive whole — request line, headers and body —
-    within the site's C{request_deadline} seconds, or the connection is
-    closed (a slowloris peer trickling a body is idle, as on a line).
-    Installed by L{harden_site}.
+    long and goes on.  Installed by L{harden_site}.
 
     @ivar body_length: the bytes of body received.
     """
 
-    _deadline: IDelayedCall | None = None
-
     def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(channel, *args, **kwargs)  # type: ignore[no-untyped-call]
-        site = getattr(channel, "site", None)
-        self._limit: int | None = getattr(site, "max_body_size", None)
+        self._limit: int | None = getattr(getattr(channel, "site", None), "max_body_size", None)
         self.body_length = 0
-        seconds = getattr(site, "request_deadline", 0)
-        if seconds:
-            self._deadline = site.reactor.callLater(seconds, self._too_slow, seconds)  # type: ignore[union-attr]
 
     def gotLength(self, length: int | None) -> None:
         """Keep the body in memory: it is bounded by the limit."""
@@ -364,13 +366,32 @@ class BodyLimitedRequest(Request):
         elif content.tell():
             self.content = BytesIO()  # over: keep nothing of it
 
-    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
-        """The request arrived whole, in time."""
-        self._stop_deadline()
-        super().requestReceived(command, path, version)  # type: ignore[no-untyped-call]
 
-    def connectionLost(self, reason: Failure) -> None:
-        """Stop the deadline with the connection."""
+class _DeadlineChannel(HTTPChannel):
+    """
+    An HTTP channel whose requests must arrive whole — request line,
+    headers and body — within its site's C{request_deadline} seconds of
+    their first byte, or the connection is aborted: twisted.web's own
+    timeout restarts at every byte, so a slowloris peer trickling a request
+    would hold the connection for ever (on a line connection, the bytes of
+    an unfinished line are not activity either).
+    """
+
+    _deadline: IDelayedCall | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._deadline is None and not self._handlingRequest:
+            seconds = getattr(getattr(self, "site", None), "request_deadline", 0)
+            if seconds:
+                call_later: Any = self.callLater
+                self._deadline = call_later(seconds, self._too_slow, seconds)
+        super().dataReceived(data)  # type: ignore[no-untyped-call]
+
+    def allContentReceived(self) -> None:
+        self._stop_deadline()
+        super().allContentReceived()  # type: ignore[no-untyped-call]
+
+    def connectionLost(self, reason: Failure = _DONE) -> None:
         self._stop_deadline()
         super().connectionLost(reason)  # type: ignore[no-untyped-call]
 
@@ -381,27 +402,35 @@ class BodyLimitedRequest(Request):
 
     def _too_slow(self, seconds: float) -> None:
         self._deadline = None
+        transport: Any = self.transport
         _log.info(
             "Closing HTTP connection from {peer}: its request did not arrive whole within {seconds}s",
-            peer=self.getClientAddress(),  # type: ignore[no-untyped-call]
+            peer=transport.getPeer() if transport is not None else None,
             seconds=seconds,
         )
-        transport: Any = self.channel.transport
         if transport is not None:
             transport.abortConnection()
+
+
+def _deadline_channel() -> Any:
+    # What twisted.web's Site builds (a wrapper that can switch to HTTP/2
+    # under TLS), around the channel with the deadline.
+    return _GenericHTTPChannelProtocol(_DeadlineChannel())  # type: ignore[no-untyped-call]
 
 
 def harden_site(site: Site, factory: JSONServerFactory) -> Site:
     """
     Bound what C{site} reads, from C{factory}'s limits: request bodies past
-    C{max_line_length} are not kept (L{BodyLimitedRequest}), and a request
-    must arrive whole, and an idle connection is closed, within
-    C{idle_timeout} (twisted.web's own default idle timeout is 12 hours).
+    C{max_line_length} are not kept (L{BodyLimitedRequest}), a request
+    must arrive whole within C{idle_timeout} of its first byte, and an idle
+    connection is closed after C{idle_timeout} (twisted.web's own default
+    is 12 hours).
     Use it on your own site when it mounts a L{JSONResource}.
 
     @return: C{site}.
     """
     limits = factory.limits
+    site.protocol = _deadline_channel  # type: ignore[method-assign]
     site.requestFactory = BodyLimitedRequest
     site.max_body_size = limits.max_line_length  # type: ignore[attr-defined]
     site.request_deadline = limits.idle_timeout  # type: ignore[attr-defined]
