@@ -106,3 +106,47 @@ def http_harness(service: JSONService, clock: Clock | None = None, **kwargs: Any
     clock = clock or Clock()
     factory = JSONServerFactory(service, clock=clock, **kwargs)
     return HTTPHarness(make_site(factory), factory, clock)
+
+
+#: The longest any one step of a loopback test may take before it fails.
+STEP = 5.0
+
+
+def within(d: Any, seconds: float = STEP) -> Any:
+    """C{d} with a timeout, so that a broken test fails instead of hanging."""
+    from twisted.internet import reactor
+
+    return d.addTimeout(seconds, reactor)
+
+
+class WebServer:
+    """The C{--http} site on an ephemeral 127.0.0.1 port of the real reactor."""
+
+    def __init__(self, service: JSONService, **kwargs: Any) -> None:
+        from twisted.internet import reactor
+
+        self.reactor = reactor
+        self.factory = JSONServerFactory(service, **kwargs)
+        self.site = make_site(self.factory)
+        self.port: Any = None
+
+    async def start(self) -> WebServer:
+        from twisted.internet.endpoints import serverFromString
+
+        endpoint = serverFromString(self.reactor, "tcp:0:interface=127.0.0.1")
+        self.port = await within(endpoint.listen(self.site))
+        return self
+
+    def url(self, path: str = "/ws", scheme: str = "ws") -> str:
+        return f"{scheme}://127.0.0.1:{self.port.getHost().port}{path}"
+
+    async def stop(self) -> None:
+        """Stop listening and wait for every connection of the factory to end."""
+        from twisted.internet.task import deferLater
+
+        await self.port.stopListening()
+        for _ in range(int(STEP / 0.01)):
+            if not self.factory.connections:
+                return
+            await deferLater(self.reactor, 0.01, lambda: None)
+        raise AssertionError(f"connections left open: {self.factory.connections}")
