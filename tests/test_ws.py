@@ -16,6 +16,8 @@ import pytest_twisted
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
 
 import jsonservice
 from jsonservice import CallContext, JSONService, RPCError
@@ -25,10 +27,6 @@ try:
     from tests.web_helpers import STEP, WebServer, within
 except ImportError:  # pragma: no cover - tests/ on sys.path
     from web_helpers import STEP, WebServer, within  # type: ignore[no-redef]
-
-pytest.importorskip("websockets")
-from websockets.exceptions import InvalidStatus  # noqa: E402
-from websockets.sync.client import connect as ws_connect  # noqa: E402
 
 
 def rpc(method: str, params: Any = None, id_: Any = None) -> str:
