@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .errors import InvalidParams
 from .service import CallContext, JSONService
 
 #: The longest delay C{notify_me} accepts, in seconds.
@@ -36,10 +37,13 @@ def make_demo_service() -> JSONService:
     @demo.method(context=True)
     def notify_me(ctx: CallContext, text: str = "hello", delay: float = 0.0) -> bool:
         """
-        Send the caller a C{notice} notification carrying C{text}, after
-        C{delay} seconds (at most 60); returns at once.  (Over HTTP there
-        is no way back to the caller: the notification is dropped.)
+        Send the caller a C{notice} notification carrying C{text}.
+
+        It goes after C{delay} seconds (at most 60); the call returns at
+        once.  Over HTTP there is no way back to the caller: it is dropped.
         """
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)):
+            raise InvalidParams(data="notify_me: delay is a number of seconds")
         seconds = min(max(float(delay), 0.0), MAX_DELAY)
         ctx.protocol.clock.callLater(seconds, ctx.notify, "notice", text)
         return True

@@ -485,6 +485,14 @@ class ExplorerPage(Resource):
         return self.body
 
 
+class _NoContent(Resource):
+    isLeaf = True
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setResponseCode(204)
+        return b""
+
+
 def make_site(service: JSONService | JSONServerFactory, **kwargs: Any) -> Site:
     """
     The site of C{twistd jsonservice --http}: C{POST /rpc}, the WebSocket at
@@ -503,4 +511,5 @@ def make_site(service: JSONService | JSONServerFactory, **kwargs: Any) -> Site:
     root.putChild(b"openrpc.json", OpenRPCDocument(factory))
     for path, (name, content_type) in _EXPLORER_FILES.items():
         root.putChild(path, ExplorerPage(name, content_type))
+    root.putChild(b"favicon.ico", _NoContent())  # browsers ask for it; a 404 would be logged
     return harden_site(Site(root, reactor=factory.clock), factory)

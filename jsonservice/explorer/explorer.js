@@ -11,6 +11,9 @@ let current = null; // the method shown
 
 function setStatus(text) { $("status").textContent = text; }
 
+// Docstrings are epytext (C{code}, L{link}): show the text inside the braces.
+const plain = (text) => (text || "").replace(/\b[A-Z]\{([^{}]*)\}/g, "$1");
+
 function connect() {
   const url = new URL("ws", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
@@ -77,7 +80,7 @@ async function discover() {
     button.dataset.method = method.name;
     if (method.summary) {
       const summary = document.createElement("small");
-      summary.textContent = method.summary;
+      summary.textContent = plain(method.summary);
       button.append(summary);
     }
     button.onclick = () => show(method, button);
@@ -101,7 +104,7 @@ function show(method, button) {
   for (const other of document.querySelectorAll("#methods button")) other.removeAttribute("aria-current");
   button.setAttribute("aria-current", "true");
   $("method-name").textContent = method.name;
-  $("method-doc").textContent = [method.summary, method.description].filter(Boolean).join("\n\n");
+  $("method-doc").textContent = plain([method.summary, method.description].filter(Boolean).join("\n\n"));
   const fields = $("fields");
   fields.replaceChildren();
   method.params.forEach((param, index) => {
