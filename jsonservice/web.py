@@ -488,6 +488,9 @@ class ExplorerPage(Resource):
 class _NoContent(Resource):
     isLeaf = True
 
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+
     def render_GET(self, request: Request) -> bytes:
         request.setResponseCode(204)
         return b""

@@ -291,7 +291,8 @@ channel = site.buildProtocol(address)
 transport = StringTransport(address, address)
 channel.makeConnection(transport)
 body = b'{"jsonrpc":"2.0","method":"subtract","params":[42,23],"id":1}'
-channel.dataReceived(b"POST /rpc HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: %d\\r\\n\\r\\n%s" % (len(body), body))
+head = b"POST /rpc HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(body)
+channel.dataReceived(head + body)
 print(transport.value().split(b"\\r\\n\\r\\n", 1)[1].decode().strip())
 site.doStop()
 """
