@@ -22,7 +22,6 @@ C{POST /rpc}, the WebSocket at C{/ws} (L{jsonservice.ws}), C{GET
 from __future__ import annotations
 
 import hmac
-from importlib import resources
 from io import BytesIO
 from typing import TYPE_CHECKING, Any, Final
 
@@ -34,9 +33,10 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from .calls import ConnectionClosed
-from .codec import dumps, dumps_line, loads
+from .codec import dumps_line, loads
 from .errors import InvalidRequest, ParseError, RPCError, Unauthorized
 from .jsonrpc import error_reply
+from .pages import EXPLORER_FILES, ExplorerPage, NoContent, OpenRPCDocument
 from .protocol import JSONProtocol
 from .server import JSONServerFactory
 from .service import JSONService
@@ -117,7 +117,8 @@ def parse_bearer(header: bytes) -> bytes:
     return token.strip() if scheme.lower() == b"bearer" else b""
 
 
-def _token_ok(expected: bytes | None, given: bytes | None) -> bool:
+def token_ok(expected: bytes | None, given: bytes | None) -> bool:
+    """Whether C{given} is the token C{expected} (compared in constant time; none expected: yes)."""
     return expected is None or (given is not None and hmac.compare_digest(given, expected))
 
 
@@ -438,64 +439,6 @@ def harden_site(site: Site, factory: JSONServerFactory) -> Site:
     return site
 
 
-class OpenRPCDocument(Resource):
-    """C{GET}: the service's OpenRPC document (what C{rpc.discover} answers)."""
-
-    isLeaf = True
-
-    def __init__(self, factory: JSONServerFactory) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self.factory = factory
-
-    def render_GET(self, request: Request) -> bytes:
-        """The document, as C{application/json}; 401 without the token, when one is set."""
-        request.setHeader(b"content-type", _JSON)
-        if not _token_ok(self.factory.auth_token, bearer_token(request)):
-            request.setResponseCode(401)
-            request.setHeader(b"www-authenticate", b"Bearer")
-            return dumps(error_reply(None, Unauthorized(data="Authorization: Bearer TOKEN")))
-        service: JSONService = self.factory.service  # type: ignore[assignment]
-        return dumps(service.discover())
-
-
-#: The explorer's files, served from the package (no network, no build step).
-_EXPLORER_FILES: Final = {
-    b"": ("index.html", b"text/html; charset=utf-8"),
-    b"explorer.js": ("explorer.js", b"text/javascript; charset=utf-8"),
-    b"explorer.css": ("explorer.css", b"text/css; charset=utf-8"),
-}
-
-
-class ExplorerPage(Resource):
-    """C{GET}: one of the explorer page's files (package data)."""
-
-    isLeaf = True
-
-    def __init__(self, name: str, content_type: bytes) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self.body = (resources.files("jsonservice") / "explorer" / name).read_bytes()
-        self.content_type = content_type
-
-    def render_GET(self, request: Request) -> bytes:
-        """The file, with headers that keep it to this origin."""
-        request.setHeader(b"content-type", self.content_type)
-        request.setHeader(b"x-content-type-options", b"nosniff")
-        request.setHeader(b"content-security-policy", b"default-src 'self'; connect-src 'self'")
-        request.setHeader(b"cache-control", b"no-cache")
-        return self.body
-
-
-class _NoContent(Resource):
-    isLeaf = True
-
-    def __init__(self) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-
-    def render_GET(self, request: Request) -> bytes:
-        request.setResponseCode(204)
-        return b""
-
-
 def make_site(service: JSONService | JSONServerFactory, **kwargs: Any) -> Site:
     """
     The site of C{twistd jsonservice --http}: C{POST /rpc}, the WebSocket at
@@ -512,7 +455,7 @@ def make_site(service: JSONService | JSONServerFactory, **kwargs: Any) -> Site:
     root.putChild(b"rpc", JSONResource(factory))
     root.putChild(b"ws", websocket_resource(factory))
     root.putChild(b"openrpc.json", OpenRPCDocument(factory))
-    for path, (name, content_type) in _EXPLORER_FILES.items():
+    for path, (name, content_type) in EXPLORER_FILES.items():
         root.putChild(path, ExplorerPage(name, content_type))
-    root.putChild(b"favicon.ico", _NoContent())  # browsers ask for it; a 404 would be logged
+    root.putChild(b"favicon.ico", NoContent())  # browsers ask for it; a 404 would be logged
     return harden_site(Site(root, reactor=factory.clock), factory)
