@@ -256,3 +256,87 @@ def test_resource_takes_a_service_or_a_factory() -> None:
     assert JSONResource(resource.factory).factory is resource.factory
     with pytest.raises(TypeError):
         JSONResource(resource.factory, max_line_length=5)
+
+
+# -- twistd --http options, without a process ------------------------------------
+
+
+def test_http_option_repeats_and_builds_a_site_per_endpoint() -> None:
+    from twisted.application.internet import StreamServerEndpointService
+    from twisted.web.server import Site
+
+    from jsonservice.tap import Options, makeService
+
+    options = Options()
+    options.parseOptions(["--port", "0", "--http", "tcp:0:interface=127.0.0.1", "--http", "unix:/tmp/x.sock"])
+    assert options["http"] == ["tcp:0:interface=127.0.0.1", "unix:/tmp/x.sock"]
+    top = makeService(options)
+    sites = [
+        child.factory
+        for child in top  # type: ignore[attr-defined]
+        if isinstance(child, StreamServerEndpointService) and isinstance(child.factory, Site)
+    ]
+    assert len(sites) == 2
+    assert sites[0] is sites[1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--http", "nonsense:1"], "endpoint 'nonsense:1'"),
+        (["--workers", "2", "--http", "tcp:0"], "--http cannot be combined with --workers"),
+    ],
+)
+def test_http_option_usage_errors(args: list[str], message: str) -> None:
+    from twisted.python import usage
+
+    from jsonservice.tap import Options
+
+    with pytest.raises(usage.UsageError, match=message):
+        Options().parseOptions(["--port", "0", *args])
+
+
+def test_http_option_without_autobahn_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from twisted.python import usage
+
+    from jsonservice.tap import Options
+
+    monkeypatch.setitem(sys.modules, "autobahn", None)
+    with pytest.raises(usage.UsageError) as caught:
+        Options().parseOptions(["--port", "0", "--http", "tcp:0"])
+    assert str(caught.value) == "--http needs autobahn (the WebSocket at /ws): install jsonservice[web]"
+
+
+def test_calls_to_the_client_fail_at_once_over_http() -> None:
+    from jsonservice import ConnectionClosed
+
+    service = make_demo_service()
+
+    @service.method(context=True)
+    async def ask(ctx: CallContext) -> str:
+        try:
+            await ctx.call("client.name")
+        except ConnectionClosed as exc:
+            return f"no way back: {exc}"
+        return "answered?"
+
+    h = http_harness(service)
+    h.channel.dataReceived(request_bytes(b'{"jsonrpc":"2.0","method":"ask","id":1}'))
+    h.clock.advance(0)
+    [response] = h.take()
+    assert response.json["result"].startswith("no way back: HTTP has no way back to the client")
+
+
+def test_missing_autobahn_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import sys
+
+    for name in [name for name in sys.modules if name.split(".")[0] == "autobahn"] + ["autobahn"]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "jsonservice.ws", raising=False)
+    with pytest.raises(
+        ImportError, match=r"^WebSocket support needs autobahn: pip install 'jsonservice\[web\]'$"
+    ):
+        importlib.import_module("jsonservice.ws")
