@@ -262,3 +262,31 @@ async def test_bearer_token_in_the_handshake() -> None:
     finally:
         await server.stop()
     assert got == [401, {"jsonrpc": "2.0", "result": 1, "id": 1}, -32004, True, 2]
+
+
+@pytest_twisted.ensureDeferred
+async def test_connection_cap_covers_websockets_too() -> None:
+    """Over max_connections a WebSocket gets the -32001 message, then the close."""
+    server = await started(max_connections=1)
+
+    from websockets.exceptions import ConnectionClosed as WSClosed
+
+    seen: list[Any] = []
+
+    def recording(url: str) -> list[Any]:
+        with ws_connect(url) as first:
+            first.send(rpc("ping", None, 1))
+            seen.append(json.loads(first.recv(timeout=STEP))["result"])
+            with ws_connect(url) as second:
+                seen.append(json.loads(second.recv(timeout=STEP))["error"]["code"])
+                try:
+                    second.recv(timeout=STEP)
+                except WSClosed as closed:
+                    seen.append(closed.rcvd.code if closed.rcvd else None)
+        return seen
+
+    try:
+        got = await within(deferToThread(recording, server.url()))
+    finally:
+        await server.stop()
+    assert got == ["pong", -32001, 1000]
