@@ -22,6 +22,8 @@ C{POST /rpc}, the WebSocket at C{/ws} (L{jsonservice.ws}), C{GET
 from __future__ import annotations
 
 import hmac
+from collections.abc import Collection
+from urllib.parse import urlsplit
 from io import BytesIO
 from typing import TYPE_CHECKING, Any, Final
 
@@ -52,6 +54,7 @@ __all__ = [
     "OpenRPCDocument",
     "harden_site",
     "make_site",
+    "origin_allowed",
     "status_for",
 ]
 
@@ -115,6 +118,24 @@ def parse_bearer(header: bytes) -> bytes:
     """The token of an C{Authorization} header's value (empty: not C{Bearer TOKEN})."""
     scheme, _, token = header.strip().partition(b" ")
     return token.strip() if scheme.lower() == b"bearer" else b""
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: Collection[str] | None = None) -> bool:
+    """
+    Whether a browser's request from C{origin} may be served: requests
+    without an C{Origin} header (curl, programs) may; a browser's only from
+    the page's own origin (its host is the C{Host} the request was sent
+    to), or from one of C{allowed} (C{"*"}: any).  Otherwise any web page a
+    user visits could call the service from the user's browser: a
+    cross-site C{POST} needs no preflight, and WebSockets are not subject
+    to the same-origin policy at all.
+    """
+    if origin is None:
+        return True
+    if allowed is not None and ("*" in allowed or origin in allowed):
+        return True
+    netloc = urlsplit(origin).netloc if origin != "null" else ""
+    return bool(netloc) and host is not None and netloc.lower() == host.strip().lower()
 
 
 def token_ok(expected: bytes | None, given: bytes | None) -> bool:
@@ -263,15 +284,24 @@ class JSONResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, service: JSONService | JSONServerFactory, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        service: JSONService | JSONServerFactory,
+        *,
+        allowed_origins: Collection[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         """
         @param service: the service, or the L{JSONServerFactory} to share
             with other listeners (its limits, connection cap, drain, auth
             token and metrics then cover HTTP too).
+        @param allowed_origins: browser origins allowed besides the site's
+            own (C{"https://app.example"}; C{"*"}: any), see L{origin_allowed}.
         @param kwargs: for a service: L{JSONServerFactory} arguments
             (limits, C{auth_token}...).
         """
         super().__init__()  # type: ignore[no-untyped-call]
+        self.allowed_origins = allowed_origins
         if isinstance(service, JSONServerFactory):
             if kwargs:
                 raise TypeError("give the factory's arguments to the factory, not to JSONResource")
@@ -290,6 +320,15 @@ class JSONResource(Resource):
 
     def render_POST(self, request: Request) -> Any:
         """Handle one exchange (see the class docstring)."""
+        origin = request.getHeader(b"origin")
+        host = request.getHeader(b"host")
+        if origin is not None and not origin_allowed(
+            origin.decode("latin-1"), host.decode("latin-1") if host else None, self.allowed_origins
+        ):
+            request.setResponseCode(403)
+            request.setHeader(b"content-type", _JSON)
+            error = InvalidRequest(data="cross-origin request refused (see allowed_origins)")
+            return dumps_line(error_reply(None, error))
         factory = self.factory
         limit = factory.limits.max_line_length
         data, length = _read_body(request, limit)
@@ -439,21 +478,28 @@ def harden_site(site: Site, factory: JSONServerFactory) -> Site:
     return site
 
 
-def make_site(service: JSONService | JSONServerFactory, **kwargs: Any) -> Site:
+def make_site(
+    service: JSONService | JSONServerFactory,
+    *,
+    allowed_origins: Collection[str] | None = None,
+    **kwargs: Any,
+) -> Site:
     """
     The site of C{twistd jsonservice --http}: C{POST /rpc}, the WebSocket at
     C{/ws} (needs autobahn, the C{web} extra), C{GET /openrpc.json} and the
     explorer at C{GET /}, hardened with L{harden_site}.
 
     @param service: a service, or the L{JSONServerFactory} to share.
+    @param allowed_origins: browser origins allowed to call besides the
+        site's own (L{origin_allowed}).
     @param kwargs: for a service: L{JSONServerFactory} arguments.
     """
     from .ws import websocket_resource
 
     factory = service if isinstance(service, JSONServerFactory) else JSONServerFactory(service, **kwargs)
     root = Resource()
-    root.putChild(b"rpc", JSONResource(factory))
-    root.putChild(b"ws", websocket_resource(factory))
+    root.putChild(b"rpc", JSONResource(factory, allowed_origins=allowed_origins))
+    root.putChild(b"ws", websocket_resource(factory, allowed_origins=allowed_origins))
     root.putChild(b"openrpc.json", OpenRPCDocument(factory))
     for path, (name, content_type) in EXPLORER_FILES.items():
         root.putChild(path, ExplorerPage(name, content_type))

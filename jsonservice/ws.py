@@ -23,7 +23,7 @@ requires it); send binary messages for the line protocol's -32700 instead.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 from twisted.internet.defer import Deferred
@@ -51,7 +51,7 @@ except ImportError as _exc:  # pragma: no cover - the extra is installed in test
 
 from .protocol import JSONProtocol
 from .server import JSONServerFactory
-from .web import parse_bearer
+from .web import origin_allowed, parse_bearer
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress
@@ -215,7 +215,14 @@ class _ServerProtocol(_Carrier, WebSocketServerProtocol):  # type: ignore[misc]
         super().connectionMade()
 
     def onConnect(self, request: Any) -> None:
-        """The opening handshake: a wrong C{Authorization: Bearer} token is refused (401)."""
+        """
+        The opening handshake: a browser page of another origin is refused
+        (403, see L{origin_allowed<jsonservice.web.origin_allowed>}), and so
+        is a wrong C{Authorization: Bearer} token (401).
+        """
+        origin = request.headers.get("origin")
+        if not origin_allowed(origin, request.headers.get("host"), self.factory.allowed_origins):
+            raise ConnectionDeny(403, "cross-origin WebSocket refused")  # type: ignore[no-untyped-call]
         expected = self.factory.json_factory.auth_token
         header = request.headers.get("authorization")
         if header is not None and expected is not None:
@@ -247,15 +254,23 @@ class JSONWebSocketFactory(WebSocketServerFactory):
     protocol = _ServerProtocol  # type: ignore[assignment]
 
     def __init__(
-        self, service: JSONService | JSONServerFactory, url: str | None = None, **kwargs: Any
+        self,
+        service: JSONService | JSONServerFactory,
+        url: str | None = None,
+        *,
+        allowed_origins: Collection[str] | None = None,
+        **kwargs: Any,
     ) -> None:
         """
         @param service: the service, or the L{JSONServerFactory} to share.
         @param url: the WebSocket URL, if it matters (autobahn checks
             nothing against it for a server).
+        @param allowed_origins: browser origins allowed besides the page's
+            own (C{"*"}: any); see L{origin_allowed<jsonservice.web.origin_allowed>}.
         @param kwargs: for a service: L{JSONServerFactory} arguments.
         """
         super().__init__(url)  # type: ignore[no-untyped-call]
+        self.allowed_origins = allowed_origins
         if isinstance(service, JSONServerFactory):
             self.json_factory = service
         else:

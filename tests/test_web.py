@@ -340,3 +340,26 @@ def test_missing_autobahn_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
         ImportError, match=r"^WebSocket support needs autobahn: pip install 'jsonservice\[web\]'$"
     ):
         importlib.import_module("jsonservice.ws")
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed", "status"),
+    [
+        (None, None, 200),  # curl, programs
+        (b"http://127.0.0.1", None, 200),  # the site's own page (Host: 127.0.0.1)
+        (b"https://evil.example", None, 403),  # any web page the user visits: refused
+        (b"null", None, 403),
+        (b"https://app.example", ["https://app.example"], 200),
+        (b"https://evil.example", ["*"], 200),
+    ],
+)
+def test_cross_origin_posts_are_refused(origin: bytes | None, allowed: list[str] | None, status: int) -> None:
+    """A cross-site POST needs no preflight: without this, any page could call the service."""
+    h = http_harness(make_demo_service())
+    if allowed is not None:
+        h.site.resource.putChild(b"rpc", JSONResource(h.factory, allowed_origins=allowed))
+    headers = {b"Origin": origin} if origin is not None else {}
+    response = h.post(ECHO, headers=headers)
+    assert response.status == status
+    if status == 403:
+        assert response.json["error"]["code"] == -32600

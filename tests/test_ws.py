@@ -290,3 +290,26 @@ async def test_connection_cap_covers_websockets_too() -> None:
     finally:
         await server.stop()
     assert got == ["pong", -32001, 1000]
+
+
+@pytest_twisted.ensureDeferred
+async def test_cross_origin_websocket_is_refused() -> None:
+    """WebSockets ignore the same-origin policy: a page of another site is refused at the handshake."""
+    server = await started()
+
+    def client(url: str) -> list[Any]:
+        got: list[Any] = []
+        try:
+            ws_connect(url, origin="https://evil.example")  # type: ignore[arg-type]
+        except InvalidStatus as exc:
+            got.append(exc.response.status_code)
+        with ws_connect(url, origin=url.replace("ws://", "http://").rsplit("/", 1)[0]) as ws:  # type: ignore[arg-type]
+            ws.send(rpc("ping", None, 1))
+            got.append(json.loads(ws.recv(timeout=STEP))["result"])
+        return got
+
+    try:
+        got = await within(deferToThread(client, server.url()))
+    finally:
+        await server.stop()
+    assert got == [403, "pong"]
