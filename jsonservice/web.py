@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Collection
-from urllib.parse import urlsplit
 from io import BytesIO
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
 
 from twisted.internet.error import ConnectionDone
 from twisted.logger import Logger
