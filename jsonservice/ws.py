@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
-from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import ITransport
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
@@ -313,7 +313,7 @@ class _ClientProtocol(_Carrier, WebSocketClientProtocol):  # type: ignore[misc]
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N803
         opened = self.factory.opened
         if not opened.called:
-            opened.errback(ConnectionLost(f"WebSocket handshake failed: {reason or code}"))
+            opened.errback(ConnectError(string=f"WebSocket handshake failed: {reason or code}"))
         self._lost(code, reason)
 
 

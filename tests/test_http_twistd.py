@@ -127,6 +127,10 @@ def test_command_line_over_websocket_and_http(served: Served) -> None:
     done = cli("call", "--connect", served.http + "/rpc", "nope")
     assert done.returncode == 1
     assert done.stderr.startswith("error -32601: Method not found"), done.stderr
+    done = cli("call", "--connect", served.ws.replace("/ws", "/nowhere"), "ping")
+    assert done.returncode == 2
+    assert done.stderr.startswith("cannot connect to ws://"), done.stderr
+    assert "WebSocket handshake failed" in done.stderr
 
 
 def _browser() -> tuple[Any, Any, str]:
