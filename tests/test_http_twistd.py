@@ -23,14 +23,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_twisted
+from twisted.internet.threads import deferToThread
 from websockets.sync.client import connect as ws_connect
+
+from jsonservice.demo import make_demo_service
 
 try:
     from tests.conftest import free_port
     from tests.test_twistd import WAIT, Twistd, classic_client, twistd
+    from tests.web_helpers import WebServer, within
 except ImportError:  # pragma: no cover - tests/ on sys.path
     from conftest import free_port  # type: ignore[no-redef]
     from test_twistd import WAIT, Twistd, classic_client, twistd  # type: ignore[no-redef]
+    from web_helpers import WebServer, within  # type: ignore[no-redef]
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Where the README's screenshot comes from: C{UPDATE_SCREENSHOT=1} rewrites it.
@@ -198,3 +204,31 @@ def test_explorer_in_a_real_browser(served: Served, tmp_path: Path) -> None:
             assert problems == []
         finally:
             browser.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_explorer_asks_for_the_token() -> None:
+    """With a token required, the page asks for it, authenticates over the WebSocket, lists the methods."""
+    sync_playwright, expect, chromium = _browser()
+    server = await WebServer(make_demo_service(), auth_token="s3cret").start()
+
+    def browse(url: str) -> list[str]:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                page.goto(url)
+                expect(page.locator("#auth")).to_be_visible(timeout=WAIT * 1000)
+                assert page.evaluate("document.activeElement.id") == "token"
+                page.keyboard.type("s3cret")
+                page.keyboard.press("Enter")
+                page.locator("#methods button", has_text="ping").wait_for(timeout=WAIT * 1000)
+                return [name.split("\n")[0] for name in page.locator("#methods button").all_inner_texts()]
+            finally:
+                browser.close()
+
+    try:
+        names = await within(deferToThread(browse, server.url("/", "http")), 30)
+    finally:
+        await server.stop()
+    assert names == ["echo", "notify_me", "ping"]
