@@ -111,6 +111,9 @@ class JSONProtocol(Caller, LineReceiver):
         self.draining = False
         self.bytes_received = 0
         self.bytes_sent = 0
+        #: Bytes of a message still arriving that a message-framed transport
+        #: (a WebSocket) holds for this connection: counted in L{held_bytes}.
+        self.partial_bytes = 0
         self.opened_at = 0.0
 
     # -- state --------------------------------------------------------------
@@ -165,7 +168,7 @@ class JSONProtocol(Caller, LineReceiver):
     @property
     def held_bytes(self) -> int:
         """Input buffered and replies held back on this connection (server-wide budget)."""
-        return self._core.held_bytes + self._watch.unsent
+        return self._core.held_bytes + self._watch.unsent + self.partial_bytes
 
     # -- connection life ------------------------------------------------------
 
@@ -236,6 +239,7 @@ class JSONProtocol(Caller, LineReceiver):
         if self._closed:
             return
         self.bytes_received += len(data) if length is None else length
+        self.partial_bytes = 0
         self._core.receive_message(data, length)
         budget = self._budget
         if budget is not None and (self._core.held_bytes or self in budget.charged):

@@ -177,6 +177,14 @@ class _Carrier:
             self._parts.append(payload)
         elif self._parts:
             self._parts = []  # too long: keep none of it
+        inner = self.inner
+        if isinstance(inner, JSONProtocol):
+            # What is held of an unfinished message counts in the server-wide
+            # budget, as an unfinished line does: over it, this reader pauses.
+            inner.partial_bytes = self._size if self._size <= self._limit else 0
+            budget = inner._budget
+            if budget is not None:
+                budget.charge(inner)
 
     def onMessageFrameEnd(self) -> None:
         """The frame's data went to L{onMessageFrameData}."""

@@ -313,3 +313,47 @@ async def test_cross_origin_websocket_is_refused() -> None:
     finally:
         await server.stop()
     assert got == [403, "pong"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_unfinished_messages_count_in_the_server_wide_budget(reactor: Any) -> None:
+    """A message that never ends holds bytes like an unfinished line: past max_buffered, its reader pauses."""
+    server = await started(max_buffered=64 * 1024)
+    breaches: list[str] = []
+
+    class Watch:
+        def request_done(self, *args: Any) -> None:
+            pass
+
+        def limit_breached(self, proto: Any, limit: str) -> None:
+            breaches.append(limit)
+
+    server.factory.add_observer(Watch())
+    sock = socket.create_connection(("127.0.0.1", server.port.getHost().port), timeout=STEP)
+
+    def start_a_message() -> bytes:
+        sock.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        answer = sock.recv(4096)
+        payload = b"[" + b"1," * 100_000  # 200 KB of a text frame without FIN: never finished
+        sock.sendall(bytes([0x01, 0x80 | 127]) + len(payload).to_bytes(8, "big") + b"\0\0\0\0" + payload)
+        return answer
+
+    try:
+        assert b" 101 " in await within(deferToThread(start_a_message))
+        for _ in range(int(STEP / 0.01)):
+            if "max_buffered" in breaches:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        [proto] = server.factory.connections
+        assert "max_buffered" in breaches
+        assert proto in server.factory.budget.paused
+    finally:
+        sock.close()
+        for proto in list(server.factory.connections):
+            # Paused, it would notice the close only at its idle timeout.
+            proto.transport.abortConnection()
+        await server.stop()
+    assert server.factory.budget.total == 0
