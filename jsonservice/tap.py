@@ -41,8 +41,9 @@ class Options(usage.Options):
 
     synopsis = "[options]"
     longdesc = (
-        "Serve newline-delimited JSON and JSON-RPC 2.0 on any Twisted endpoint. "
-        "Without --service it serves the demo: echo(value), ping(), and "
+        "Serve newline-delimited JSON and JSON-RPC 2.0 on any Twisted endpoint, "
+        "and with --http the same over HTTP and WebSocket, with an explorer page. "
+        "Without --service it serves the demo: echo(value), ping(), notify_me(text, delay), and "
         '{"message": "Hello from server"} for plain messages.'
     )
 
