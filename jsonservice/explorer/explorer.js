@@ -55,6 +55,10 @@ function call(method, params) {
   const request = { jsonrpc: "2.0", method, id };
   if (params !== undefined) request.params = params;
   return new Promise((resolve, reject) => {
+    if (socket.readyState !== WebSocket.OPEN) {
+      reject({ code: 0, message: "not connected (reload the page to reconnect)" });
+      return;
+    }
     pending.set(id, { resolve, reject });
     socket.send(JSON.stringify(request));
   });
