@@ -357,3 +357,36 @@ async def test_unfinished_messages_count_in_the_server_wide_budget(reactor: Any)
             proto.transport.abortConnection()
         await server.stop()
     assert server.factory.budget.total == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_idle_websocket_is_closed() -> None:
+    """A peer that sends only the start of a message is idle, as on a line: closed after idle_timeout."""
+    server = await started(idle_timeout=0.3)
+
+    def client(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=STEP) as sock:
+            sock.sendall(
+                b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += sock.recv(4096)
+            # The first fragment (no FIN) of a text message that never ends.
+            fragment = b'{"jsonrpc": "2.0", '
+            sock.sendall(bytes([0x01, 0x80 | len(fragment)]) + b"\0\0\0\0" + fragment)
+            data = data.split(b"\r\n\r\n", 1)[1]
+            while len(data) < 4:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            return data[:4]  # the server's close frame: opcode 8, its status code
+
+    try:
+        frame = await within(deferToThread(client, server.port.getHost().port))
+    finally:
+        await server.stop()
+    assert frame[0] == 0x88  # FIN + close
+    assert int.from_bytes(frame[2:4], "big") == 1000
