@@ -38,7 +38,7 @@ def rpc(method: str, params: Any = None, id_: Any = None) -> str:
     return json.dumps(message)
 
 
-def test_service() -> JSONService:
+def ws_service() -> JSONService:
     service = make_demo_service()
     running: list[Deferred[Any]] = []
 
@@ -56,11 +56,8 @@ def test_service() -> JSONService:
     return service
 
 
-test_service.__test__ = False  # type: ignore[attr-defined]
-
-
 async def started(service: JSONService | None = None, **kwargs: Any) -> WebServer:
-    return await WebServer(service or test_service(), **kwargs).start()
+    return await WebServer(service or ws_service(), **kwargs).start()
 
 
 @pytest_twisted.ensureDeferred
