@@ -487,6 +487,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _transports_section(config: Config) -> str:
+    """The HTTP and WebSocket section (bench/transports.py), as Markdown."""
+    from bench import transports
+
+    with _workdir() as workdir:
+        results = transports.run(config.rounds, config.warmup, max(1.0, config.duration), workdir)
+    return transports.markdown(results)
+
+
+def _transports_only(args: argparse.Namespace) -> int:
+    from bench import transports
+
+    argv = ["--rounds", str(max(1, args.rounds)), "--out", str(args.out)]
+    if args.duration is not None:
+        argv += ["--duration", str(args.duration)]
+    return transports.main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the suite; write ``latest.json``, ``latest.md`` and ``latest.png``; print the table."""
     from bench import report
@@ -495,8 +513,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for w in WORKLOADS:
             print(f"{w.name:<10} [{w.group}] {w.title}")
+        print("transports [transports] HTTP and WebSocket next to the line protocol (bench/transports.py)")
         return 0
-    workloads = select_workloads(args.only)
+    # "transports" is the HTTP and WebSocket section (bench/transports.py), run after the table.
+    with_transports = not args.only or any("transports" in item.split(",") for item in args.only)
+    only = [w for item in args.only for w in item.split(",") if w and w != "transports"]
+    if args.only and not only:
+        return _transports_only(args)
+    workloads = select_workloads(only)
     server_names = [s for s in args.servers.split(",") if s]
     bad = set(server_names) - set(SERVERS)
     if bad:
@@ -565,6 +589,8 @@ def main(argv: list[str] | None = None) -> int:
         "workloads": summarise(harness, workloads),
     }
     markdown = report.markdown(results)
+    if with_transports:
+        markdown += "\n" + _transports_section(config)
     for out in dict.fromkeys([args.out, *([RESULTS_DIR] if args.update_latest else [])]):
         out.mkdir(parents=True, exist_ok=True)
         (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -10,6 +10,15 @@ Kinds:
 * ``aiorpcx`` — aiorpcX ``RPCSession`` served by ``serve_rs`` (newline framing), defaults kept.
 * ``amp`` — Twisted AMP with ``Echo``/``Ping`` commands.
 
+For the HTTP and WebSocket section (:mod:`bench.transports`):
+
+* ``aiohttp`` — an aiohttp JSON handler: ``POST /rpc``, ``json.loads`` the body, dispatch,
+  ``json.dumps`` the reply (what an aiohttp user writes for JSON-RPC over HTTP).
+* ``websockets`` — the ``websockets`` library's asyncio server with stdlib ``json``: one
+  JSON-RPC message per WebSocket message, answered in order.
+* ``twistedweb`` — a bare ``twisted.web`` resource echoing the POST body: no JSON (a floor).
+* ``autobahn`` — a bare autobahn WebSocket echo on Twisted: no JSON (a floor).
+
 All JSON servers answer ``echo(value)``, ``ping()`` and — where they have plain messages —
 ``{"message": "Hello from server"}``. Each prints ``READY <port>`` on stdout once listening.
 """
@@ -229,12 +238,101 @@ def run_aiorpcx(host: str, port: int) -> None:
     asyncio.run(main())
 
 
+def _dispatch_json(data: bytes | str) -> bytes | None:
+    try:
+        message = json.loads(data)
+    except ValueError:
+        return json.dumps(_error(-32700, "Parse error", None)).encode()
+    reply = _dispatch_sync(message) if isinstance(message, dict) else None
+    return None if reply is None else json.dumps(reply).encode()
+
+
+def run_aiohttp(host: str, port: int) -> None:
+    """JSON-RPC over HTTP with an aiohttp handler: POST /rpc."""
+    from aiohttp import web
+
+    async def rpc(request: web.Request) -> web.Response:
+        reply = _dispatch_json(await request.read())
+        if reply is None:
+            return web.Response(status=204)
+        return web.Response(body=reply, content_type="application/json")
+
+    async def main() -> None:
+        app = web.Application(client_max_size=MAX_LINE)
+        app.router.add_post("/rpc", rpc)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        _ready(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def run_websockets(host: str, port: int) -> None:
+    """JSON-RPC over WebSocket with the websockets library and stdlib json."""
+    from websockets.asyncio.server import serve
+
+    async def handle(ws: Any) -> None:
+        async for message in ws:
+            reply = _dispatch_json(message)
+            if reply is not None:
+                await ws.send(reply.decode())
+
+    async def main() -> None:
+        async with serve(handle, host, port, max_size=MAX_LINE, compression=None) as server:
+            _ready(next(iter(server.sockets)).getsockname()[1])
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def run_twistedweb(host: str, port: int) -> None:
+    """A bare twisted.web resource echoing the POST body (no JSON)."""
+    from twisted.internet import reactor
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    class Echo(Resource):
+        isLeaf = True
+
+        def render_POST(self, request: Any) -> bytes:
+            request.setHeader(b"content-type", b"application/json")
+            body: bytes = request.content.read()
+            return body
+
+    listening = reactor.listenTCP(port, Site(Echo()), interface=host)  # type: ignore[attr-defined]
+    _ready(listening.getHost().port)
+    reactor.run()  # type: ignore[attr-defined]
+
+
+def run_autobahn(host: str, port: int) -> None:
+    """A bare autobahn WebSocket echo on Twisted (no JSON)."""
+    from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+    from twisted.internet import reactor
+
+    class Echo(WebSocketServerProtocol):  # type: ignore[misc]
+        def onMessage(self, payload: bytes, is_binary: bool) -> None:
+            self.sendMessage(payload, is_binary)
+
+    factory = WebSocketServerFactory()
+    factory.protocol = Echo
+    listening = reactor.listenTCP(port, factory, interface=host)  # type: ignore[attr-defined]
+    _ready(listening.getHost().port)
+    reactor.run()  # type: ignore[attr-defined]
+
+
 SERVERS: dict[str, Callable[[str, int], None]] = {
     "bare": run_bare,
     "naive": run_naive,
     "asyncio": run_asyncio,
     "aiorpcx": run_aiorpcx,
     "amp": run_amp,
+    "aiohttp": run_aiohttp,
+    "websockets": run_websockets,
+    "twistedweb": run_twistedweb,
+    "autobahn": run_autobahn,
 }
 
 

@@ -2,8 +2,10 @@
 A JSON service next to a twisted.web site, on one reactor, sharing state.
 
 The JSON-RPC side takes notes (C{add_note(text)}, C{notes()}); the web side
-shows them (C{GET /} is a page, C{GET /notes} is the list as JSON).  Both
-listen on any Twisted endpoint; run it with
+shows them (C{GET /} is a page, C{GET /notes} is the list as JSON) and also
+serves the JSON-RPC service itself at C{POST /rpc}, mounted in the same site
+(L{jsonservice.web.JSONResource}, sharing the line listener's factory: one
+set of limits, one drain).  Both listen on any Twisted endpoint; run it with
 
     python examples/web_and_json.py [JSON_ENDPOINT] [WEB_ENDPOINT]
 
@@ -26,6 +28,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from jsonservice import JSONServerFactory, JSONServerService, JSONService
+from jsonservice.web import JSONResource, harden_site
 
 JSON_ENDPOINT = "tcp:8080:interface=127.0.0.1"
 WEB_ENDPOINT = "tcp:8000:interface=127.0.0.1"
@@ -85,19 +88,22 @@ class NotesJSON(Resource):
         return json.dumps(self.notes.items).encode()
 
 
-def make_site(notes: Notes) -> Site:
-    """The web side: C{/} and C{/notes}."""
+def make_site(notes: Notes, factory: JSONServerFactory) -> Site:
+    """The web side: C{/}, C{/notes}, and the JSON-RPC service at C{POST /rpc}."""
     root = Resource()
     page = NotesPage(notes)
     root.putChild(b"", page)
     root.putChild(b"notes", NotesJSON(notes))
-    return Site(root)
+    root.putChild(b"rpc", JSONResource(factory))
+    # Request bodies bounded by the factory's max_line_length, slow requests cut off.
+    return harden_site(Site(root), factory)
 
 
 def make_factories(notes: Notes | None = None) -> tuple[JSONServerFactory, Site]:
     """The JSON server factory and the web site, over the same notes."""
     notes = notes if notes is not None else Notes()
-    return JSONServerFactory(make_json_service(notes)), make_site(notes)
+    factory = JSONServerFactory(make_json_service(notes))
+    return factory, make_site(notes, factory)
 
 
 def listen(

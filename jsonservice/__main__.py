@@ -7,6 +7,8 @@ C{python -m jsonservice}::
     jsonservice notify --connect unix:/run/x.sock log '"started"'
     jsonservice send '{"name": "John", "age": 30, "city": "New York"}'
     jsonservice subscribe news.tech --count 10  # one JSON line per rpc.event
+    jsonservice call --connect ws://127.0.0.1:8081/ws echo 1      # WebSocket
+    jsonservice call --connect http://127.0.0.1:8081/rpc echo 1   # HTTP POST
 
 Exit status: 0 on success, 1 when the peer answers with a JSON-RPC error
 (printed to stderr with its code and message), 2 when it cannot connect,
@@ -106,7 +108,8 @@ def _parser() -> argparse.ArgumentParser:
             "-c",
             default=os.environ.get(ENDPOINT_VARIABLE) or DEFAULT_ENDPOINT,
             metavar="ENDPOINT",
-            help=f"client endpoint description [default: ${ENDPOINT_VARIABLE}, else {DEFAULT_ENDPOINT}]",
+            help="client endpoint description, or a ws:// or http:// URL"
+            f" [default: ${ENDPOINT_VARIABLE}, else {DEFAULT_ENDPOINT}]",
         )
         sub.add_argument(
             "--auth-token-file",
@@ -268,21 +271,67 @@ async def _close(reactor: Any, proto: JSONProtocol, lost: Deferred[None], timeou
     return True
 
 
-async def _run(reactor: Any, args: argparse.Namespace) -> int:
-    from twisted.internet.endpoints import clientFromString
+async def _run_http(reactor: Any, args: argparse.Namespace) -> int:
+    """One POST per command (C{--connect http://host:port/rpc})."""
+    from .httpclient import HTTPClient
 
     timeout = getattr(args, "timeout", DEFAULT_TIMEOUT)
+    client = HTTPClient(reactor, args.connect, auth_token=getattr(args, "auth_token", None))
+    code, result = EXIT_OK, None
     try:
-        endpoint = clientFromString(reactor, args.connect)
+        if args.command == "notify":
+            await client.notify_params(args.method, args.params).addTimeout(timeout, reactor)
+        elif args.command == "call":
+            result = await client.request(args.method, args.params, timeout=timeout)
+        else:
+            result = await client.send(args.message, timeout=timeout)
+    except Exception:
+        code = _exit_for(Failure(), args.connect)
+    await client.close()
+    if code == EXIT_OK and args.command != "notify":
+        _print_json(result)
+    return code
+
+
+def _connecting(reactor: Any, description: str, factory: _ClientFactory) -> Deferred[Any] | int:
+    """Start connecting: a Deferred firing with the protocol, or an exit status."""
+    if description.startswith(("ws://", "wss://")):
+        try:
+            from .ws import connect_ws
+        except ImportError as exc:
+            sys.stderr.write(f"jsonservice: {exc}\n")
+            return EXIT_USAGE
+        return connect_ws(reactor, description, factory)
+    from twisted.internet.endpoints import clientFromString
+
+    try:
+        endpoint = clientFromString(reactor, description)
     except (ValueError, TypeError, KeyError) as exc:
-        sys.stderr.write(f"jsonservice: bad endpoint description {args.connect!r}: {exc}\n")
+        sys.stderr.write(f"jsonservice: bad endpoint description {description!r}: {exc}\n")
         return EXIT_USAGE
     except (ImportError, NameError):  # Twisted's TLS endpoints without pyOpenSSL
-        return _no_tls(args.connect)
+        return _no_tls(description)
+    connecting: Deferred[Any] = endpoint.connect(factory)
+    return connecting
+
+
+async def _run(reactor: Any, args: argparse.Namespace) -> int:
+    if args.connect.startswith(("http://", "https://")):
+        if args.command == "subscribe":
+            sys.stderr.write("jsonservice: subscribe needs a connection that stays open, not HTTP\n")
+            return EXIT_USAGE
+        return await _run_http(reactor, args)
+    timeout = getattr(args, "timeout", DEFAULT_TIMEOUT)
     events = _Events(args.count) if args.command == "subscribe" else None
     factory = _ClientFactory(reactor, events.service if events is not None else None)
     try:
-        proto: JSONProtocol = await endpoint.connect(factory).addTimeout(timeout, reactor)
+        connecting = _connecting(reactor, args.connect, factory)
+    except (ImportError, NameError):
+        return _no_tls(args.connect)
+    if isinstance(connecting, int):
+        return connecting
+    try:
+        proto: JSONProtocol = await connecting.addTimeout(timeout, reactor)
     except (ImportError, NameError):
         return _no_tls(args.connect)
     except Exception:

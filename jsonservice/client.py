@@ -82,7 +82,9 @@ def connect(
 
     @param reactor: the reactor (also the clock for timeouts).
     @param endpoint: an C{IStreamClientEndpoint} or a C{clientFromString}
-        description such as C{"tcp:127.0.0.1:8080"} or C{"unix:/run/x.sock"}.
+        description such as C{"tcp:127.0.0.1:8080"} or C{"unix:/run/x.sock"};
+        or a WebSocket URL, C{"ws://127.0.0.1:8081/ws"} (C{wss://} for TLS),
+        which needs the C{web} extra (autobahn).
     @param service: answers the server's calls to this client, if any.
     @param auth_token: for a server started with C{--auth-token-file}: the
         connection calls C{rpc.authenticate} with it before it is handed
@@ -92,7 +94,12 @@ def connect(
     @return: a Deferred firing with the connected L{JSONProtocol}.
     """
     factory = JSONClientFactory(service, clock=reactor, **limits)
-    connecting: Deferred[Any] = _endpoint(reactor, endpoint).connect(factory)
+    if isinstance(endpoint, str) and endpoint.startswith(("ws://", "wss://")):
+        from .ws import connect_ws
+
+        connecting: Deferred[Any] = connect_ws(reactor, endpoint, factory)
+    else:
+        connecting = _endpoint(reactor, endpoint).connect(factory)
     if auth_token is not None:
         connecting.addCallback(authenticate, auth_token)
     return connecting

@@ -203,6 +203,29 @@ class Connection(Replies):
                 self._queue = lines
         self._pump()
 
+    def receive_message(self, data: bytes, length: int | None = None) -> None:
+        """
+        One whole message from a transport that frames messages itself (a
+        WebSocket message, an HTTP request body): handled exactly as one
+        line, whatever bytes it holds (the newlines of a pretty-printed
+        value are whitespace, not line ends).
+
+        @param length: the message's full length when the transport kept
+            only C{data}, its start, and skipped the rest (past the limit,
+            so it is answered -32002 like a line that is too long).
+        """
+        if self._input_closed:
+            return
+        limit = self._framer.max_line_length
+        if (len(data) if length is None else length) > limit:
+            self._enqueue([LineTooLong(limit)])
+        else:
+            # The framer did not see these bytes: let the decoder check for
+            # numbers that need the exact path itself.
+            self._framer.may_need_exact = True
+            self._enqueue([data])
+        self._pump()
+
     def receive_eof(self) -> None:
         """
         The peer will send nothing more (it half-closed): handle what was

@@ -1,16 +1,21 @@
 """
 The built-in demo service that C{twistd -n jsonservice} serves by default.
 
-C{echo(value)} returns C{value}; C{ping()} returns C{"pong"}; any plain JSON
-message is answered C{{"message": "Hello from server"}} — so the classic
-socket client of the introduction works against it unchanged.
+C{echo(value)} returns C{value}; C{ping()} returns C{"pong"};
+C{notify_me(text, delay)} sends the caller a C{notice} notification; any
+plain JSON message is answered C{{"message": "Hello from server"}} — so the
+classic socket client of the introduction works against it unchanged.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .service import JSONService
+from .errors import InvalidParams
+from .service import CallContext, JSONService
+
+#: The longest delay C{notify_me} accepts, in seconds.
+MAX_DELAY = 60.0
 
 __all__ = ["make_demo_service", "service"]
 
@@ -28,6 +33,20 @@ def make_demo_service() -> JSONService:
     def ping() -> str:
         """Return C{"pong"}."""
         return "pong"
+
+    @demo.method(context=True)
+    def notify_me(ctx: CallContext, text: str = "hello", delay: float = 0.0) -> bool:
+        """
+        Send the caller a C{notice} notification carrying C{text}.
+
+        It goes after C{delay} seconds (at most 60); the call returns at
+        once.  Over HTTP there is no way back to the caller: it is dropped.
+        """
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)):
+            raise InvalidParams(data="notify_me: delay is a number of seconds")
+        seconds = min(max(float(delay), 0.0), MAX_DELAY)
+        ctx.protocol.clock.callLater(seconds, ctx.notify, "notice", text)
+        return True
 
     @demo.message
     def hello(message: Any) -> dict[str, str]:

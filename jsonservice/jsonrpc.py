@@ -236,12 +236,14 @@ def response_parts(obj: dict[str, Any]) -> tuple[Any, Any] | None:
     return id_, obj["result"]
 
 
-class RequestShape(msgspec.Struct, frozen=True):
+class RequestShape(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """
     A valid request, as L{decode_request} gives it: the same test as
-    L{request_parts}, done by msgspec while it parses.  (Extra members are
-    ignored, as L{request_parts} ignores them; C{params} is L{None} when
-    absent, but present and null is invalid.)
+    L{request_parts}, done by msgspec while it parses.  C{params} is
+    L{None} when absent, but present and null is invalid.  A request with
+    other members is valid too, but not this shape: msgspec skips unknown
+    members without checking their bytes (UTF-8, number range), so such
+    a request takes the general path.
     """
 
     jsonrpc: Literal["2.0"]
@@ -250,7 +252,7 @@ class RequestShape(msgspec.Struct, frozen=True):
     id: str | int | float | None = NO_ID  # type: ignore[assignment]
 
 
-class SuccessShape(msgspec.Struct, frozen=True):
+class SuccessShape(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """
     A success response, as L{decode_success} gives it: L{response_parts}'s
     test, except that C{method} and C{error} must be checked absent by the

@@ -72,6 +72,9 @@ class JSONProtocol(Caller, LineReceiver):
 
     delimiter = b"\n"
     _log = Logger(namespace="jsonservice.protocol")
+    #: Whether the server factory logs this connection's opening and
+    #: closing (an HTTP request's exchange is not logged: the site logs it).
+    log_connection = True
 
     def __init__(
         self,
@@ -112,6 +115,9 @@ class JSONProtocol(Caller, LineReceiver):
         self.draining = False
         self.bytes_received = 0
         self.bytes_sent = 0
+        #: Bytes of a message still arriving that a message-framed transport
+        #: (a WebSocket) holds for this connection: counted in L{held_bytes}.
+        self.partial_bytes = 0
         self.opened_at = 0.0
 
     # -- state --------------------------------------------------------------
@@ -166,7 +172,7 @@ class JSONProtocol(Caller, LineReceiver):
     @property
     def held_bytes(self) -> int:
         """Input buffered and replies held back on this connection (server-wide budget)."""
-        return self._core.held_bytes + self._watch.unsent
+        return self._core.held_bytes + self._watch.unsent + self.partial_bytes
 
     # -- connection life ------------------------------------------------------
 
@@ -223,6 +229,27 @@ class JSONProtocol(Caller, LineReceiver):
             # Only whole messages count as activity: a peer trickling
             # the bytes of a line it never ends is idle (slowloris).
             self._last_active = self.clock.seconds()
+
+    def message_received(self, data: bytes, length: int | None = None) -> None:
+        """
+        One whole message from a transport that frames messages itself (a
+        WebSocket message, an HTTP request body; see
+        L{jsonservice.ws} and L{jsonservice.web}): handled exactly as one
+        line would be, through the same connection core.
+
+        @param length: the message's full length when only its start,
+            C{data}, was kept (past C{max_line_length}: answered -32002).
+        """
+        if self._closed:
+            return
+        self.bytes_received += len(data) if length is None else length
+        self.partial_bytes = 0
+        self._core.receive_message(data, length)
+        budget = self._budget
+        if budget is not None and (self._core.held_bytes or self in budget.charged):
+            budget.charge(self)
+        if self._idle_timer is not None:
+            self._last_active = self.clock.seconds()  # a whole message is activity
 
     def readConnectionLost(self) -> None:
         """The peer half-closed: answer everything it sent, then close."""

@@ -127,6 +127,8 @@ class JSONServerFactory(JSONFactoryBase):
     def connection_made(self, proto: JSONProtocol) -> None:
         """Log and count a new connection."""
         super().connection_made(proto)
+        if not proto.log_connection:
+            return
         _log.info(
             "Connection from {peer} opened ({count} open)", peer=proto.peer, count=len(self.connections)
         )
@@ -135,15 +137,16 @@ class JSONServerFactory(JSONFactoryBase):
         """Forget a closed connection; fire L{drain}'s Deferreds after the last."""
         super().connection_lost(proto)
         clock = self._reactor()
-        _log.info(
-            "Connection from {peer} closed after {duration:.3f}s: {requests} requests,"
-            " {bytes_in} bytes in, {bytes_out} bytes out",
-            peer=proto.peer,
-            duration=clock.seconds() - proto.opened_at,
-            requests=proto.requests_received,
-            bytes_in=proto.bytes_received,
-            bytes_out=proto.bytes_sent,
-        )
+        if proto.log_connection:
+            _log.info(
+                "Connection from {peer} closed after {duration:.3f}s: {requests} requests,"
+                " {bytes_in} bytes in, {bytes_out} bytes out",
+                peer=proto.peer,
+                duration=clock.seconds() - proto.opened_at,
+                requests=proto.requests_received,
+                bytes_in=proto.bytes_received,
+                bytes_out=proto.bytes_sent,
+            )
         if self.draining and not self.connections:
             if self._abort_timer is not None and self._abort_timer.active():
                 # Everything closed in time: no delayed call outlives the drain.

@@ -41,8 +41,9 @@ class Options(usage.Options):
 
     synopsis = "[options]"
     longdesc = (
-        "Serve newline-delimited JSON and JSON-RPC 2.0 on any Twisted endpoint. "
-        "Without --service it serves the demo: echo(value), ping(), and "
+        "Serve newline-delimited JSON and JSON-RPC 2.0 on any Twisted endpoint, "
+        "and with --http the same over HTTP and WebSocket, with an explorer page. "
+        "Without --service it serves the demo: echo(value), ping(), notify_me(text, delay), and "
         '{"message": "Hello from server"} for plain messages.'
     )
 
@@ -104,6 +105,14 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self["listen"] = []
+        self["http"] = []
+
+    def opt_http(self, description: str) -> None:
+        """
+        An endpoint description to serve HTTP on (repeatable): POST /rpc,
+        WebSocket /ws, GET /openrpc.json and the explorer page at GET /.
+        """
+        self["http"].append(description)
 
     def opt_listen(self, description: str) -> None:
         """An endpoint description to listen on, e.g. tcp:8080:interface=0.0.0.0 (repeatable)."""
@@ -125,6 +134,15 @@ class Options(usage.Options):
         for description in endpoints:
             check_endpoint(description)
         self["endpoints"] = endpoints
+        for description in self["http"]:
+            check_endpoint(description)
+        if self["http"]:
+            try:
+                import autobahn  # noqa: F401
+            except ImportError:
+                raise usage.UsageError(
+                    "--http needs autobahn (the WebSocket at /ws): install jsonservice[web]"
+                ) from None
         values: dict[str, Any] = {}
         for field in dataclasses.fields(Limits):
             if field.name == "call_timeout":
@@ -173,6 +191,10 @@ class Options(usage.Options):
             self["inherit-fd"] = int(self["inherit-fd"])
             return
         if self["workers"] > 1:
+            if self["http"]:
+                # The workers share one inherited TCP socket; an --http
+                # listener would be bound by each of them.
+                raise usage.UsageError("--http cannot be combined with --workers (yet): run one process")
             if len(self["endpoints"]) != 1:
                 raise usage.UsageError(
                     "--workers serves exactly one TCP endpoint: give one --port or --listen"
@@ -402,4 +424,12 @@ def makeService(options: Options) -> IService:
         listener = StreamServerEndpointService(serverFromString(reactor, description), factory)
         listener._raiseSynchronously = True
         listener.setServiceParent(top)
+    if options["http"]:
+        from .web import make_site
+
+        site = make_site(factory)
+        for description in options["http"]:
+            web = StreamServerEndpointService(serverFromString(reactor, description), site)
+            web._raiseSynchronously = True
+            web.setServiceParent(top)
     return top

@@ -87,6 +87,13 @@ async def test_web_and_json_share_one_reactor() -> None:
         response = await within(agent.request(b"GET", f"{base}/".encode()))
         page = (await within(readBody(response))).decode()
         assert "<li>buy &lt;milk&gt;</li><li>call Ada</li>" in page
+        # The same service, mounted in the site: POST /rpc.
+        from jsonservice.httpclient import HTTPClient
+
+        over_http = HTTPClient(reactor, f"{base}/rpc")
+        assert await within(over_http.call("add_note", "via HTTP")) == 3
+        assert await within(over_http.call("notes")) == ["buy <milk>", "call Ada", "via HTTP"]
+        await over_http.close()
     finally:
         if client is not None and client.transport is not None:
             client.transport.loseConnection()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -181,8 +182,8 @@ def twistd(*args: str) -> list[str]:
 
 
 def test_the_readme_has_the_examples_this_harness_runs() -> None:
-    assert len(python_blocks()) == 10
-    assert len(sessions()) == 3
+    assert len(python_blocks()) == 12
+    assert len(sessions()) == 4
 
 
 def test_quick_start_session(workdir: Path, running: list[Running]) -> None:
@@ -196,7 +197,7 @@ def test_quick_start_session(workdir: Path, running: list[Running]) -> None:
 def test_service_module_session(workdir: Path, running: list[Running]) -> None:
     """Quick start: serve myservice.py with twistd, call it from the CLI."""
     port = free_port()
-    (start, shown_start), *calls = session(".venv/bin/twistd")
+    (start, shown_start), *calls = session(".venv/bin/twistd --pidfile= -n jsonservice --service")
     assert shown_start == []
     argv = shlex.split(start.replace(".venv/bin/", f"{BIN}/"))
     assert argv[-2:] == ["--port", "8080"]
@@ -221,7 +222,7 @@ def test_embedding_client_and_reconnecting_client_blocks(workdir: Path, running:
     port = free_port()
     embedding = block("reactor.run()")
     running.append(Running([sys.executable, "-c", embedding.replace("8080", str(port))], workdir, port))
-    assert run_python(block("async def main(reactor):\n    proto"), workdir, port) == [
+    assert run_python(block("# or an endpoint object"), workdir, port) == [
         "19",
         "19",
         "{'message': 'Hello from server'}",
@@ -276,3 +277,35 @@ def test_topics_blocks(workdir: Path, running: list[Running]) -> None:
         "-32004 not allowed to subscribe to 'inbox.bob'",
         "news.tech {'text': 'hello'}",
     ]
+
+
+def test_http_session_and_blocks(workdir: Path, running: list[Running]) -> None:
+    """--http: curl and the CLI over WebSocket; the WebSocket client block; the mounting block."""
+    port, http_port = free_port(), free_port()
+    (start, _), *steps = session(".venv/bin/twistd --pidfile= -n jsonservice --port 8080 --http")
+    argv = shlex.split(start.replace(".venv/bin/", f"{BIN}/").replace("8081", str(http_port)))
+    running.append(Running([a.replace("8080", str(port)) for a in argv], workdir, port))
+    wait_for(http_port, running[-1].process)
+    for command, shown in steps:
+        command = command.replace("8081", str(http_port))
+        if command.startswith("curl ") and shutil.which("curl") is None:
+            pytest.skip("no curl here")
+        assert run(command, workdir, port).splitlines() == shown
+    client = block('"ws://127.0.0.1:8081/ws"').replace("8081", str(http_port))
+    assert run_python(client, workdir, port) == ["over WebSocket"]
+    mounting = block("harden_site(Site(root), factory)")
+    check = """
+from twisted.internet.testing import StringTransport
+from twisted.internet.address import IPv4Address
+address = IPv4Address("TCP", "127.0.0.1", 1)
+site.doStart()
+channel = site.buildProtocol(address)
+transport = StringTransport(address, address)
+channel.makeConnection(transport)
+body = b'{"jsonrpc":"2.0","method":"subtract","params":[42,23],"id":1}'
+head = b"POST /rpc HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(body)
+channel.dataReceived(head + body)
+print(transport.value().split(b"\\r\\n\\r\\n", 1)[1].decode().strip())
+site.doStop()
+"""
+    assert run_python(mounting + check, workdir, port) == ['{"jsonrpc":"2.0","result":19,"id":1}']

@@ -73,6 +73,9 @@ def _texts(draw: st.DrawFn) -> bytes:
         depth = draw(st.integers(1, 40))
         text = '{"jsonrpc":"2.0","method":"m","params":' + "[" * depth + "]" * depth + ',"id":1}'
     data = text.encode("utf-8", "surrogatepass")
+    if twist == 0 and draw(st.booleans()):  # an extra member whose bytes are wrong
+        bad = draw(st.sampled_from([b'"\xff"', b'"\xed\xa0\x80"', b"1e400", b"[-1E+400]", b'{"\xff":1}']))
+        data = data[:-1] + (b"," if len(data) > 2 else b"") + b'"x":' + bad + b"}"
     if twist == 5:
         data = data.replace(b"\\u00e9", b"\xc3") if b"\\u00e9" in data else data + b"\xff"
     return data

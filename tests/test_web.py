@@ -1,0 +1,365 @@
+"""
+JSON-RPC over HTTP (L{jsonservice.web}): the site of C{--http} driven over a
+L{StringTransport} with a L{Clock} — real twisted.web parsing, no ports.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from twisted.internet.defer import Deferred
+
+from jsonservice import JSONService, RPCError
+from jsonservice.demo import make_demo_service
+from jsonservice.service import CallContext
+from jsonservice.web import JSONResource, status_for
+
+try:
+    from tests.web_helpers import http_harness, request_bytes
+except ImportError:  # pragma: no cover - tests/ on sys.path
+    from web_helpers import http_harness, request_bytes  # type: ignore[no-redef]
+
+ECHO = b'{"jsonrpc":"2.0","method":"echo","params":[1],"id":1}'
+
+
+class Recorder:
+    """A request observer (what metrics implement)."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[str, str]] = []
+        self.breached: list[str] = []
+
+    def request_done(self, proto: Any, method: str, outcome: str, seconds: float) -> None:
+        self.done.append((method, outcome))
+
+    def limit_breached(self, proto: Any, limit: str) -> None:
+        self.breached.append(limit)
+
+
+def slow_service() -> tuple[JSONService, list[Deferred[Any]]]:
+    service = make_demo_service()
+    running: list[Deferred[Any]] = []
+
+    @service.method
+    def slow() -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        running.append(d)
+        return d
+
+    @service.method
+    def fail() -> None:
+        raise RuntimeError("boom")
+
+    @service.method
+    def refuse() -> None:
+        raise RPCError(7, "no funds", {"balance": 0})
+
+    @service.method(context=True)
+    def chatty(ctx: CallContext) -> str:
+        ctx.notify("note", 1)
+        return "done"
+
+    return service, running
+
+
+def test_request_answered_as_json() -> None:
+    h = http_harness(make_demo_service())
+    response = h.post(ECHO)
+    assert response.status == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json == {"jsonrpc": "2.0", "result": 1, "id": 1}
+    assert h.factory.connections == set()  # the exchange is over
+
+
+def test_notification_is_204_with_no_body() -> None:
+    h = http_harness(make_demo_service())
+    response = h.post(b'{"jsonrpc":"2.0","method":"echo","params":[1]}')
+    assert (response.status, response.body) == (204, b"")
+    response = h.post(b'[{"jsonrpc":"2.0","method":"echo","params":[1]},{"jsonrpc":"2.0","method":"ping"}]')
+    assert (response.status, response.body) == (204, b"")
+
+
+def test_batch_plain_message_and_pretty_printed_body() -> None:
+    h = http_harness(make_demo_service())
+    batch = h.post(
+        b'[{"jsonrpc":"2.0","method":"echo","params":[1],"id":1},{"jsonrpc":"2.0","method":"x","id":2}]'
+    )
+    assert batch.status == 200
+    assert [item.get("result", item.get("error", {}).get("code")) for item in batch.json] == [1, -32601]
+    assert h.post(b'{"name": "John"}').json == {"message": "Hello from server"}
+    # The newlines of a pretty-printed body are whitespace: one value, not three lines.
+    pretty = h.post(b'{\n  "jsonrpc": "2.0",\n  "method": "echo",\n  "params": ["a"],\n  "id": 7\n}\n')
+    assert pretty.json == {"jsonrpc": "2.0", "result": "a", "id": 7}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b'{"jsonrpc":"2.0","method":"echo","params":[1],"id":1', 400, -32700),
+        (b"[]", 400, -32600),
+        (b'{"jsonrpc":"2.0","method":"nope","id":1}', 404, -32601),
+        (b'{"jsonrpc":"2.0","method":"echo","params":[1,2],"id":1}', 400, -32602),
+        (b'{"jsonrpc":"2.0","method":"fail","id":1}', 500, -32603),
+        (b'{"jsonrpc":"2.0","method":"refuse","id":1}', 200, 7),
+        (b"[" + b",".join([b"1"] * 1001) + b"]", 413, -32003),
+        (b"[" * 2000 + b"]" * 2000, 400, -32700),
+    ],
+)
+def test_error_statuses(body: bytes, status: int, code: int) -> None:
+    h = http_harness(slow_service()[0])
+    response = h.post(body)
+    assert (response.status, response.json["error"]["code"]) == (status, code)
+
+
+def test_status_for() -> None:
+    assert status_for(b"") == 204
+    assert status_for(b'{"jsonrpc":"2.0","result":1,"id":1}\n') == 200
+    assert status_for(b'{"jsonrpc":"2.0","error":{"code":-32050,"message":"x"},"id":1}\n') == 500
+    assert status_for(b'{"jsonrpc":"2.0","error":{"code":-32002,"message":"x"},"id":null}\n') == 413
+
+
+def test_body_over_the_limit_is_413_and_not_kept() -> None:
+    """Like a line too long: -32002 naming the limit, the body dropped, the connection goes on."""
+    h = http_harness(make_demo_service(), max_line_length=1000)
+    big = b'{"jsonrpc":"2.0","method":"echo","params":["' + b"x" * 5000 + b'"],"id":1}'
+    request = request_bytes(big)
+    head, body = request.split(b"\r\n\r\n")
+    assert h.send(head + b"\r\n\r\n" + body[:3000]) == []
+    [pending] = h.channel._channel.requests
+    assert pending.content.tell() == 0  # nothing of it kept past the limit
+    [response] = h.send(body[3000:])
+    assert response.status == 413
+    assert response.json["error"] == {
+        "code": -32002,
+        "message": "Message too large",
+        "data": {"max_line_length": 1000},
+    }
+    assert h.post(ECHO).json["result"] == 1  # same connection, next request
+
+
+def test_chunked_body_over_the_limit() -> None:
+    h = http_harness(make_demo_service(), max_line_length=100)
+    chunk = b"x" * 80
+    raw = (
+        b"POST /rpc HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + (b"%x\r\n%s\r\n" % (len(chunk), chunk)) * 3
+        + b"0\r\n\r\n"
+    )
+    [response] = h.send(raw)
+    assert response.status == 413
+
+
+def test_slow_request_is_cut_off() -> None:
+    """A body trickled for longer than idle_timeout is a slowloris: the connection is aborted."""
+    h = http_harness(make_demo_service(), idle_timeout=30)
+    request = request_bytes(ECHO)
+    for second in range(29):
+        h.channel.dataReceived(request[second : second + 1])
+        h.clock.advance(1)
+    assert not h.transport.disconnecting
+    h.clock.advance(1.5)
+    assert h.transport.disconnecting
+
+
+def test_request_timeout_is_504() -> None:
+    service, running = slow_service()
+    h = http_harness(service, request_timeout=5)
+    h.channel.dataReceived(request_bytes(b'{"jsonrpc":"2.0","method":"slow","id":1}'))
+    assert h.take() == []
+    h.clock.advance(5)
+    [response] = h.take()
+    assert (response.status, response.json["error"]["code"]) == (504, -32000)
+    assert running[0].called  # cancelled
+
+
+def test_client_gone_cancels_the_handler() -> None:
+    service, running = slow_service()
+    h = http_harness(service)
+    h.channel.dataReceived(request_bytes(b'{"jsonrpc":"2.0","method":"slow","id":1}'))
+    assert len(h.factory.connections) == 1
+    h.channel.connectionLost(Exception("gone"))
+    assert running[0].called
+    assert h.factory.connections == set()
+
+
+def test_bearer_token() -> None:
+    h = http_harness(make_demo_service(), auth_token="s3cret")
+    unauthenticated = h.post(ECHO)
+    assert (unauthenticated.status, unauthenticated.json["error"]["code"]) == (401, -32004)
+    assert unauthenticated.headers["www-authenticate"] == "Bearer"
+    assert h.post(b'{"jsonrpc":"2.0","method":"rpc.ping","id":1}').json["result"] == "pong"
+    good = h.post(ECHO, headers={b"Authorization": b"Bearer s3cret"})
+    assert good.json["result"] == 1
+
+
+def test_wrong_bearer_token_runs_nothing() -> None:
+    service, running = slow_service()
+    h = http_harness(service, auth_token="s3cret")
+    wrong = h.post(b'{"jsonrpc":"2.0","method":"slow","id":1}', headers={b"Authorization": b"Bearer nope"})
+    assert (wrong.status, wrong.json["error"]["code"]) == (401, -32004)
+    assert running == []
+    assert h.factory.connections == set()
+
+
+def test_observers_see_http_requests() -> None:
+    h = http_harness(slow_service()[0], max_line_length=100)
+    recorder = Recorder()
+    h.factory.add_observer(recorder)
+    h.post(ECHO)
+    h.post(b'{"jsonrpc":"2.0","method":"nope","id":1}')
+    h.post(b'"' + b"x" * 200 + b'"')
+    assert recorder.done == [("echo", "ok"), ("<unknown>", "method_not_found")]
+    assert recorder.breached == ["max_line_length"]
+
+
+def test_notifications_to_the_client_are_dropped() -> None:
+    """HTTP has no way back: the reply is the reply alone."""
+    h = http_harness(slow_service()[0])
+    response = h.post(b'{"jsonrpc":"2.0","method":"chatty","id":1}')
+    assert response.json == {"jsonrpc": "2.0", "result": "done", "id": 1}
+
+
+def test_draining_server_refuses_with_503() -> None:
+    h = http_harness(make_demo_service())
+    h.factory.drain()
+    response = h.post(ECHO)
+    assert (response.status, response.json["error"]["code"]) == (503, -32001)
+
+
+def test_openrpc_and_explorer_files() -> None:
+    h = http_harness(make_demo_service())
+    [doc] = h.send(request_bytes(b"", b"/openrpc.json", method=b"GET"))
+    assert {m["name"] for m in doc.json["methods"]} >= {"echo", "ping", "notify_me"}
+    [page] = h.send(request_bytes(b"", b"/", method=b"GET"))
+    assert page.status == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert b'src="explorer.js"' in page.body
+    assert b"http" not in page.body.replace(b"http-equiv", b"")  # nothing from the network
+    [script] = h.send(request_bytes(b"", b"/explorer.js", method=b"GET"))
+    assert b"rpc.discover" in script.body
+    [get_rpc] = h.send(request_bytes(b"", b"/rpc", method=b"GET"))
+    assert get_rpc.status == 405
+
+
+def test_openrpc_needs_the_token_when_one_is_set() -> None:
+    h = http_harness(make_demo_service(), auth_token="s3cret")
+    [refused] = h.send(request_bytes(b"", b"/openrpc.json", method=b"GET"))
+    assert refused.status == 401
+    [ok] = h.send(request_bytes(b"", b"/openrpc.json", {b"Authorization": b"Bearer s3cret"}, method=b"GET"))
+    assert ok.status == 200
+
+
+def test_resource_takes_a_service_or_a_factory() -> None:
+    resource = JSONResource(make_demo_service(), max_line_length=10)
+    assert resource.factory.limits.max_line_length == 10
+    assert JSONResource(resource.factory).factory is resource.factory
+    with pytest.raises(TypeError):
+        JSONResource(resource.factory, max_line_length=5)
+
+
+# -- twistd --http options, without a process ------------------------------------
+
+
+def test_http_option_repeats_and_builds_a_site_per_endpoint() -> None:
+    from twisted.application.internet import StreamServerEndpointService
+    from twisted.web.server import Site
+
+    from jsonservice.tap import Options, makeService
+
+    options = Options()
+    options.parseOptions(["--port", "0", "--http", "tcp:0:interface=127.0.0.1", "--http", "unix:/tmp/x.sock"])
+    assert options["http"] == ["tcp:0:interface=127.0.0.1", "unix:/tmp/x.sock"]
+    top = makeService(options)
+    sites = [
+        child.factory
+        for child in top  # type: ignore[attr-defined]
+        if isinstance(child, StreamServerEndpointService) and isinstance(child.factory, Site)
+    ]
+    assert len(sites) == 2
+    assert sites[0] is sites[1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--http", "nonsense:1"], "endpoint 'nonsense:1'"),
+        (["--workers", "2", "--http", "tcp:0"], "--http cannot be combined with --workers"),
+    ],
+)
+def test_http_option_usage_errors(args: list[str], message: str) -> None:
+    from twisted.python import usage
+
+    from jsonservice.tap import Options
+
+    with pytest.raises(usage.UsageError, match=message):
+        Options().parseOptions(["--port", "0", *args])
+
+
+def test_http_option_without_autobahn_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from twisted.python import usage
+
+    from jsonservice.tap import Options
+
+    monkeypatch.setitem(sys.modules, "autobahn", None)
+    with pytest.raises(usage.UsageError) as caught:
+        Options().parseOptions(["--port", "0", "--http", "tcp:0"])
+    assert str(caught.value) == "--http needs autobahn (the WebSocket at /ws): install jsonservice[web]"
+
+
+def test_calls_to_the_client_fail_at_once_over_http() -> None:
+    from jsonservice import ConnectionClosed
+
+    service = make_demo_service()
+
+    @service.method(context=True)
+    async def ask(ctx: CallContext) -> str:
+        try:
+            await ctx.call("client.name")
+        except ConnectionClosed as exc:
+            return f"no way back: {exc}"
+        return "answered?"
+
+    h = http_harness(service)
+    h.channel.dataReceived(request_bytes(b'{"jsonrpc":"2.0","method":"ask","id":1}'))
+    h.clock.advance(0)
+    [response] = h.take()
+    assert response.json["result"].startswith("no way back: HTTP has no way back to the client")
+
+
+def test_missing_autobahn_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import sys
+
+    for name in [name for name in sys.modules if name.split(".")[0] == "autobahn"] + ["autobahn"]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "jsonservice.ws", raising=False)
+    with pytest.raises(
+        ImportError, match=r"^WebSocket support needs autobahn: pip install 'jsonservice\[web\]'$"
+    ):
+        importlib.import_module("jsonservice.ws")
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed", "status"),
+    [
+        (None, None, 200),  # curl, programs
+        (b"http://127.0.0.1", None, 200),  # the site's own page (Host: 127.0.0.1)
+        (b"https://evil.example", None, 403),  # any web page the user visits: refused
+        (b"null", None, 403),
+        (b"https://app.example", ["https://app.example"], 200),
+        (b"https://evil.example", ["*"], 200),
+    ],
+)
+def test_cross_origin_posts_are_refused(origin: bytes | None, allowed: list[str] | None, status: int) -> None:
+    """A cross-site POST needs no preflight: without this, any page could call the service."""
+    h = http_harness(make_demo_service())
+    if allowed is not None:
+        h.site.resource.putChild(b"rpc", JSONResource(h.factory, allowed_origins=allowed))
+    headers = {b"Origin": origin} if origin is not None else {}
+    response = h.post(ECHO, headers=headers)
+    assert response.status == status
+    if status == 403:
+        assert response.json["error"]["code"] == -32600
