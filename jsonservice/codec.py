@@ -28,12 +28,23 @@ decoding runs before the peer has authenticated.
 
 Every step of decoding is linear in the size of the input, on every path
 (orjson, the fallback decoder, the nesting check, error positions).
+
+Encoding writes what orjson writes natively (dates and times, UUIDs,
+dataclasses, enums) and, when orjson refuses a type, tries again with the
+JSON forms of the rich types typed handlers use: C{Decimal} (its exact
+text, a string), C{timedelta} (an ISO 8601 duration), msgspec C{Struct}s
+(as msgspec encodes them) and pydantic models (C{model_dump(mode="json",
+by_alias=True)}).  Values without orjson's refusal never pay for that.
+Anything else (a set, bytes, an arbitrary object) is still refused, and
+NaN or an infinity anywhere, inside a rich value too, is refused rather
+than written as C{null}.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import decimal
 import enum
 import json
 import math
@@ -44,6 +55,7 @@ from collections.abc import Callable
 from itertools import accumulate
 from typing import Any, Final
 
+import msgspec
 import orjson
 from orjson import dumps as _orjson_dumps
 from orjson import loads as _orjson_loads
@@ -290,11 +302,12 @@ def loads(data: bytes, max_depth: int = ORJSON_MAX_DEPTH, check_big_int: bool = 
     return value
 
 
-def _has_non_finite(value: Any) -> bool:
+def _has_non_finite(value: Any, rich: bool = False) -> bool:
     """
     Whether a value orjson has just written holds NaN or an infinity
     anywhere orjson looks: containers and their subclasses, dict keys,
-    dataclass fields, enum values.
+    dataclass fields, enum values, and with C{rich}, the JSON forms of the
+    rich types (L{_rich}).
     """
     stack = [value]
     while stack:
@@ -311,7 +324,27 @@ def _has_non_finite(value: Any) -> bool:
             stack.append(item.value)
         elif dataclasses.is_dataclass(item) and not isinstance(item, type):
             stack.extend(_dataclass_members(item).values())
+        elif rich and item.__class__ not in _NO_FLOATS:
+            try:
+                stack.append(_rich(item))
+            except TypeError:
+                pass
     return False
+
+
+def _rich(obj: Any) -> Any:
+    """
+    The JSON form of a rich type orjson does not write itself (the retry's
+    C{default}); refuses anything else with orjson's words.
+    """
+    if isinstance(obj, decimal.Decimal):
+        return str(obj)  # exact, and what msgspec and pydantic read back
+    if isinstance(obj, (msgspec.Struct, datetime.timedelta)):
+        return msgspec.to_builtins(obj)
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and isinstance(obj, pydantic.BaseModel):
+        return obj.model_dump(mode="json", by_alias=True)
+    raise TypeError(f"Type is not JSON serializable: {type(obj).__name__}")
 
 
 def _dataclass_members(obj: Any) -> dict[str, Any]:
@@ -339,7 +372,7 @@ def _like_orjson(obj: Any) -> Any:
         return obj.value
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return _dataclass_members(obj)
-    raise TypeError(f"Type is not JSON serializable: {type(obj).__name__}")
+    return _rich(obj)
 
 
 def _dumps_exact(value: Any, newline: bool) -> bytes:
@@ -369,22 +402,41 @@ def _dumps_exact(value: Any, newline: bool) -> bytes:
     return data + b"\n" if newline else data
 
 
-def _not_orjson(value: Any, exc: orjson.JSONEncodeError, newline: bool) -> bytes:
+def _not_orjson(value: Any, exc: orjson.JSONEncodeError, options: int, newline: bool) -> bytes:
     """
     orjson refused C{value}: integers past 64 bits and nesting past 255
     levels go to the exact encoder (a value this side accepted is deep at
-    most max_depth, so it can always be echoed); anything else is refused.
+    most max_depth, so it can always be echoed); a type it does not know
+    is tried again with the rich types' JSON forms; anything else is
+    refused.
     """
-    if "64-bit" in str(exc) or "Recursion" in str(exc):
+    message = str(exc)
+    if "64-bit" in message or "Recursion" in message:
         return _dumps_exact(value, newline)
-    raise EncodeError(str(exc)) from None
+    if message.startswith("Type is not JSON serializable"):
+        return _dumps_rich(value, options, newline)
+    raise EncodeError(message) from None
+
+
+def _dumps_rich(value: Any, options: int, newline: bool) -> bytes:
+    """Encode a value holding rich types (L{_rich}), as strictly as the rest."""
+    try:
+        data = orjson.dumps(value, default=_rich, option=options)
+    except orjson.JSONEncodeError as exc:
+        message = str(exc)
+        if "64-bit" in message or "Recursion" in message:
+            return _dumps_exact(value, newline)
+        raise EncodeError(message) from None
+    if data.find(b"null") != -1 and _has_non_finite(value, rich=True):
+        raise EncodeError(_NON_FINITE)
+    return data
 
 
 def _dumps(value: Any, options: int, newline: bool) -> bytes:
     try:
         data = orjson.dumps(value, option=options)
     except orjson.JSONEncodeError as exc:
-        return _not_orjson(value, exc, newline)
+        return _not_orjson(value, exc, options, newline)
     # orjson writes NaN and infinities as null; refuse rather than change
     # them.  Output without "null" cannot hold one, so it costs no walk.
     if value.__class__ not in _NO_FLOATS and data.find(b"null") != -1 and _has_non_finite(value):
@@ -415,7 +467,7 @@ def dumps_line(value: Any) -> bytes:
     try:
         data = _orjson_dumps(value, option=_LINE_OPTIONS)
     except orjson.JSONEncodeError as exc:
-        return _not_orjson(value, exc, True)
+        return _not_orjson(value, exc, _LINE_OPTIONS, True)
     if value.__class__ not in _NO_FLOATS and data.find(b"null") != -1 and _has_non_finite(value):
         raise EncodeError(_NON_FINITE)
     return data

@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 
 from .errors import InternalError, InvalidParams, InvalidRequest, MethodNotFound, RPCError
 from .jsonrpc import Id
+from .typed import ParamConverter, resolve_hints
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress
@@ -87,12 +88,18 @@ class Handler:
     One registered handler with its signature analysed once, at
     registration, so that checking params per call is a few set and length
     comparisons (the full C{inspect.Signature.bind} runs only to explain a
-    mismatch, or for signatures the quick checks do not cover).
+    mismatch, or for signatures the quick checks do not cover).  Its
+    annotations are compiled then too (L{ParamConverter}): a handler with
+    none, or with validation off, is called exactly as before.
 
     @ivar name: the method name (L{None} for the plain-message handler).
     @ivar func: the function.
     @ivar context: whether C{func} takes a L{CallContext} first.
     @ivar is_async: whether C{func} is an C{async def}.
+    @ivar hints: the resolved annotations of C{func} (by parameter name,
+        C{"return"} for the result), for validation and C{rpc.discover}.
+    @ivar converter: validates and converts params as the annotations say;
+        L{None} when there is nothing to convert or validation is off.
     """
 
     __slots__ = (
@@ -102,8 +109,10 @@ class Handler:
         "_required_names",
         "_signature",
         "context",
+        "converter",
         "fast",
         "func",
+        "hints",
         "is_async",
         "max_positional",
         "min_positional",
@@ -111,11 +120,18 @@ class Handler:
         "respond",
     )
 
-    def __init__(self, name: str | None, func: Callable[..., Any], context: bool) -> None:
+    def __init__(
+        self, name: str | None, func: Callable[..., Any], context: bool, validate: bool = True
+    ) -> None:
+        """
+        @param validate: convert params as the annotations say (L{False}:
+            pass them unchanged, as to an unannotated handler).
+        """
         self.name = name
         self.func = func
         self.context = context
         self.is_async = inspect.iscoroutinefunction(func)
+        self.hints = resolve_hints(func)
         signature = inspect.signature(func)
         params = list(signature.parameters.values())
         if context:
@@ -142,6 +158,15 @@ class Handler:
         self._quick_named = all(
             p.default is not kinds.empty for p in positional if p.kind is kinds.POSITIONAL_ONLY
         )
+        converter = ParamConverter(params, self.hints) if validate else None
+        if converter is not None and converter.unchecked:
+            _log.warn(
+                "{what}: parameters {names} are annotated with types that have no JSON form:"
+                " their values are passed unchecked",
+                what=name or "message handler",
+                names=", ".join(sorted(converter.unchecked)),
+            )
+        self.converter = converter if converter is not None and converter.active else None
         #: The handler wrapped once for the connection core (see L{Responder}).
         self.respond: Responder = self._responder()
 
@@ -152,6 +177,8 @@ class Handler:
         params whose count is all there is to check, no context) gets the
         shortest closure; everything else goes through L{check}.
         """
+        if self.converter is not None:
+            return self._typed_responder(self.converter)
         func, check, name = self.func, self.check, self.name
         lo, hi = self.min_positional, self.max_positional
         is_async = self.is_async
@@ -184,6 +211,45 @@ class Handler:
             return result
 
         return respond_general
+
+    def _typed_responder(self, converter: ParamConverter) -> Responder:
+        """
+        L{_responder} for a handler whose params are converted: the same
+        shapes, each converting the params once they are checked.
+        """
+        func, check, name = self.func, self.check, self.name
+        lo, hi = self.min_positional, self.max_positional
+        is_async = self.is_async
+        convert_list, convert_dict = converter.convert_list, converter.convert_dict
+
+        if self.fast and not is_async:
+
+            def respond_typed(params: Any, id_: Any, owner: Any) -> Any:
+                if params.__class__ is list and lo <= len(params) <= hi:
+                    return func(*convert_list(params))
+                check(params)
+                if params is None:
+                    return func()
+                return func(**convert_dict(params)) if params.__class__ is dict else func(*convert_list(params))
+
+            return respond_typed
+
+        context = self.context
+
+        def respond_typed_general(params: Any, id_: Any, owner: Any) -> Any:
+            check(params)
+            args: tuple[Any, ...] = (CallContext(owner, id_, name),) if context else ()
+            if params is None:
+                result = func(*args)
+            elif params.__class__ is dict:
+                result = func(*args, **convert_dict(params))
+            else:
+                result = func(*args, *convert_list(params))
+            if is_async or result.__class__ is CoroutineType:
+                return Deferred.fromCoroutine(result)
+            return result
+
+        return respond_typed_general
 
     def check(self, params: list[Any] | dict[str, Any] | None) -> None:
         """
@@ -244,13 +310,17 @@ class JSONService:
     exception is logged and answered -32603 with an error id.
     """
 
-    def __init__(self, title: str = "jsonservice", version: str = "0") -> None:
+    def __init__(self, title: str = "jsonservice", version: str = "0", *, validate: bool = True) -> None:
         """
         @param title: the service's name in its OpenRPC document.
         @param version: the service's version in its OpenRPC document.
+        @param validate: the default of every handler registered here:
+            convert params as the annotations say (L{False}: pass them
+            unchanged; a handler's own C{validate=} overrides it).
         """
         self.title = title
         self.version = version
+        self.validate = validate
         self._methods: dict[str, Handler] = {}
         self._message_handler: Handler | None = None
         builtins = {
@@ -275,15 +345,19 @@ class JSONService:
     def method(self, func: F, /) -> F: ...
 
     @overload
-    def method(self, name: str | None = None, /, *, context: bool = False) -> Callable[[F], F]: ...
+    def method(
+        self, name: str | None = None, /, *, context: bool = False, validate: bool | None = None
+    ) -> Callable[[F], F]: ...
 
-    def method(self, name_or_func: Any = None, /, *, context: bool = False) -> Any:
+    def method(self, name_or_func: Any = None, /, *, context: bool = False, validate: bool | None = None) -> Any:
         """
         Register a JSON-RPC method.  Use as C{@service.method},
         C{@service.method("name")} or C{@service.method(context=True)}.
 
         @param context: pass the handler a L{CallContext} as its first
             argument.
+        @param validate: convert params as the handler's annotations say
+            (L{False}: pass them unchanged; L{None}: the service's default).
         @return: the function, unchanged.
         """
         if callable(name_or_func):
@@ -292,22 +366,25 @@ class JSONService:
         name = name_or_func
 
         def register(func: F) -> F:
-            self.add_method(name or func.__name__, func, context=context)
+            self.add_method(name or func.__name__, func, context=context, validate=validate)
             return func
 
         return register
 
-    def add_method(self, name: str, func: Callable[..., Any], *, context: bool = False) -> None:
+    def add_method(
+        self, name: str, func: Callable[..., Any], *, context: bool = False, validate: bool | None = None
+    ) -> None:
         """
         Register C{func} as method C{name} (replacing any handler of that name).
 
+        @param validate: see L{method}.
         @raise ValueError: C{name} is reserved (starts with C{rpc.} or C{$/}).
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"a method name is a non-empty string, not {name!r}")
         if name.startswith(("rpc.", "$/")):
             raise ValueError(f"method names starting with 'rpc.' or '$/' are reserved: {name!r}")
-        handler = Handler(name, func, context)
+        handler = Handler(name, func, context, self.validate if validate is None else validate)
         self._methods[name] = handler
         self.responders[name] = handler.respond
 
@@ -315,21 +392,27 @@ class JSONService:
     def message(self, func: F, /) -> F: ...
 
     @overload
-    def message(self, func: None = None, /, *, context: bool = False) -> Callable[[F], F]: ...
+    def message(
+        self, func: None = None, /, *, context: bool = False, validate: bool | None = None
+    ) -> Callable[[F], F]: ...
 
-    def message(self, func: Any = None, /, *, context: bool = False) -> Any:
+    def message(self, func: Any = None, /, *, context: bool = False, validate: bool | None = None) -> Any:
         """
         Register the handler of plain JSON messages (any JSON value that is
         not JSON-RPC): C{@service.message} or C{@service.message(context=True)}.
         Its return value, unless L{None}, is sent back as one line; replies
-        keep the order the messages arrived in.
+        keep the order the messages arrived in.  An annotated message
+        parameter converts the message as a method's params do (see
+        L{method} for C{validate}); one that does not convert is answered
+        -32602 with id null.
         """
+        check = self.validate if validate is None else validate
         if func is not None:
-            self._message_handler = Handler(None, func, False)
+            self._message_handler = Handler(None, func, False, check)
             return func
 
         def register(f: F) -> F:
-            self._message_handler = Handler(None, f, context)
+            self._message_handler = Handler(None, f, context, check)
             return f
 
         return register
