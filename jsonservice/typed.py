@@ -124,7 +124,7 @@ def _dec_hook(annotation: Any, value: Any) -> Any:
 
 def _probe_schema_hook(annotation: Any) -> dict[str, Any]:
     if is_pydantic_model(annotation):
-        return {}
+        return {"type": "object"}  # (not {}: msgspec takes an empty schema for no schema)
     raise TypeError(f"{annotation!r} has no JSON form")
 
 
@@ -152,7 +152,7 @@ def _mentions_pydantic(annotation: Any) -> bool:
     def hook(inner: Any) -> dict[str, Any]:
         nonlocal found
         found = found or is_pydantic_model(inner)
-        return {}
+        return {"type": "object"}
 
     try:
         msgspec.json.schema_components((annotation,), schema_hook=hook)
