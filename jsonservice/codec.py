@@ -42,6 +42,7 @@ than written as C{null}.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import decimal
@@ -325,10 +326,8 @@ def _has_non_finite(value: Any, rich: bool = False) -> bool:
         elif dataclasses.is_dataclass(item) and not isinstance(item, type):
             stack.extend(_dataclass_members(item).values())
         elif rich and item.__class__ not in _NO_FLOATS:
-            try:
+            with contextlib.suppress(TypeError):  # orjson wrote it natively
                 stack.append(_rich(item))
-            except TypeError:
-                pass
     return False
 
 

@@ -15,6 +15,7 @@ test suite checks it).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -56,10 +57,8 @@ class _Schemas:
         if found is None:
             found = len(self._types)
             self._types.append(annotation)
-            try:
+            with contextlib.suppress(TypeError):  # unhashable
                 self._index[annotation] = found
-            except TypeError:
-                pass
         return found
 
     def _hook(self, annotation: Any) -> dict[str, Any]:
@@ -123,9 +122,7 @@ def _annotations(handler: Handler) -> list[Any]:
     return [hints.get(name, inspect.Parameter.empty) for name in [*names, "return"]]
 
 
-def describe_method(
-    handler: Handler, schema: Callable[[Any], dict[str, Any]] = schema_for
-) -> dict[str, Any]:
+def describe_method(handler: Handler, schema: Callable[[Any], dict[str, Any]] = schema_for) -> dict[str, Any]:
     """
     The OpenRPC Method Object for one handler.
 

@@ -230,7 +230,9 @@ class Handler:
                 check(params)
                 if params is None:
                     return func()
-                return func(**convert_dict(params)) if params.__class__ is dict else func(*convert_list(params))
+                return (
+                    func(**convert_dict(params)) if params.__class__ is dict else func(*convert_list(params))
+                )
 
             return respond_typed
 
@@ -349,7 +351,9 @@ class JSONService:
         self, name: str | None = None, /, *, context: bool = False, validate: bool | None = None
     ) -> Callable[[F], F]: ...
 
-    def method(self, name_or_func: Any = None, /, *, context: bool = False, validate: bool | None = None) -> Any:
+    def method(
+        self, name_or_func: Any = None, /, *, context: bool = False, validate: bool | None = None
+    ) -> Any:
         """
         Register a JSON-RPC method.  Use as C{@service.method},
         C{@service.method("name")} or C{@service.method(context=True)}.

@@ -34,6 +34,7 @@ params, C{$[0].name} for positional ones) and what was wrong with it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import json
@@ -67,7 +68,9 @@ _SCALARS: Final = (str, int, float, bool)
 _QUOTE_MAX: Final = 200
 #: msgspec's words: "Expected `int`, got `str` - at `$[0].a`", or for a
 #: mapping key "... - at `key` in `$[0]`".
-_MSGSPEC_ERROR: Final = re.compile(r"^(?P<reason>.*?)(?: - at (?P<key>`key` in )?`(?P<path>\$[^`]*)`)?$", re.S)
+_MSGSPEC_ERROR: Final = re.compile(
+    r"^(?P<reason>.*?)(?: - at (?P<key>`key` in )?`(?P<path>\$[^`]*)`)?$", re.S
+)
 _BACKTICKED: Final = re.compile(r"`([^`]*)`")
 
 
@@ -236,13 +239,13 @@ class Conversion:
         # of dispatch) an instance of the very class asked for.
         self._exact: type | None = annotation if isinstance(annotation, type) else None
         self._hook = _dec_hook if _mentions_pydantic(annotation) else None
-        self._struct = msgspec.defstruct("Value", [("value", annotation)], array_like=True, module=__name__)
+        self._struct: Any = msgspec.defstruct(
+            "Value", [("value", annotation)], array_like=True, module=__name__
+        )
         # Compile now: msgspec builds the type information on first use and
         # keeps it on the struct class.
-        try:
+        with contextlib.suppress(msgspec.ValidationError, RecursionError):
             msgspec.convert([None], self._struct, dec_hook=self._hook)
-        except (msgspec.ValidationError, RecursionError):
-            pass
 
     def convert(self, value: Any, path: str = "$") -> Any:
         """
@@ -304,9 +307,9 @@ def resolve_hints(func: Callable[..., Any]) -> dict[str, Any]:
     """
     target: Any = func
     if not (inspect.isfunction(func) or inspect.ismethod(func)):
-        call = getattr(type(func), "__call__", None)
+        call = inspect.getattr_static(type(func), "__call__", None)
         if inspect.isfunction(call):
-            target = getattr(func, "__call__", func)
+            target = call  # its annotations, "self" unannotated
     try:
         return typing.get_type_hints(target, include_extras=True)
     except Exception:
@@ -320,8 +323,6 @@ def resolve_hints(func: Callable[..., Any]) -> dict[str, Any]:
         except Exception:
             continue  # unknown: passed through, described as {} (anything)
     return hints
-
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -358,7 +359,9 @@ class ParamConverter:
         )
         var_positional = next((by_name[p.name] for p in params if p.kind is kinds.VAR_POSITIONAL), None)
         named = {
-            p.name: by_name[p.name] for p in params if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)
+            p.name: by_name[p.name]
+            for p in params
+            if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)
         }
         var_keyword = next((by_name[p.name] for p in params if p.kind is kinds.VAR_KEYWORD), None)
         self._plan = _Plan(positional, var_positional, named, var_keyword)
@@ -401,7 +404,7 @@ class ParamConverter:
             return convert_one
 
         def convert_scalars(values: list[Any]) -> list[Any]:
-            for value, cls in zip(values, exact):
+            for value, cls in zip(values, exact, strict=False):
                 if value.__class__ is not cls:
                     return slow(values)
             return values
@@ -434,7 +437,7 @@ class ParamConverter:
         out = dict(values)
         try:
             for key, value in values.items():
-                conversion = named[key] if key in named else extra
+                conversion = named.get(key, extra)
                 if conversion is not None:
                     out[key] = conversion.convert(value, _member("$", key))
         except ConversionError as exc:
@@ -452,5 +455,5 @@ class ParamConverter:
         if params is None:
             return None
         if params.__class__ is dict:
-            return self.convert_dict(params)  # type: ignore[arg-type]
+            return self.convert_dict(params)
         return self.convert_list(params)  # type: ignore[arg-type]

@@ -167,7 +167,11 @@ SAMPLES: list[tuple[Any, Any, Any]] = [
     (Kind, "b", "b"),
     (Color, "green", Color.GREEN),
     (Level, 2, Level.HIGH),
-    (datetime.datetime, "2024-05-01T12:30:00Z", datetime.datetime(2024, 5, 1, 12, 30, tzinfo=datetime.timezone.utc)),
+    (
+        datetime.datetime,
+        "2024-05-01T12:30:00Z",
+        datetime.datetime(2024, 5, 1, 12, 30, tzinfo=datetime.timezone.utc),
+    ),
     (datetime.datetime, "2024-05-01T12:30:00", datetime.datetime(2024, 5, 1, 12, 30)),
     (datetime.date, "2024-02-29", datetime.date(2024, 2, 29)),
     (datetime.time, "12:30:15.5", datetime.time(12, 30, 15, 500000)),
@@ -219,7 +223,9 @@ WRONG: list[tuple[Any, Any, str, str]] = [
 
 
 @pytest.mark.parametrize(("annotation", "value", "path", "reason"), WRONG, ids=lambda x: repr(x)[:40])
-def test_each_kind_of_wrong_value_names_path_and_reason(annotation: Any, value: Any, path: str, reason: str) -> None:
+def test_each_kind_of_wrong_value_names_path_and_reason(
+    annotation: Any, value: Any, path: str, reason: str
+) -> None:
     service = JSONService()
 
     def handler(x):  # type: ignore[no-untyped-def]
@@ -460,7 +466,10 @@ class Mood(enum.Enum):
 
 
 RESULTS: list[tuple[Any, Any]] = [
-    (User("Ada", datetime.date(1815, 12, 10), Address("London")), {**USER, "tags": [], "address": {"city": "London", "zip": None}}),
+    (
+        User("Ada", datetime.date(1815, 12, 10), Address("London")),
+        {**USER, "tags": [], "address": {"city": "London", "zip": None}},
+    ),
     (Mood.HAPPY, "happy"),
     (datetime.datetime(2024, 5, 1, 12, 30, tzinfo=datetime.timezone.utc), "2024-05-01T12:30:00+00:00"),
     (uuid.UUID(int=1), "00000000-0000-0000-0000-000000000001"),
@@ -469,7 +478,10 @@ RESULTS: list[tuple[Any, Any]] = [
     (datetime.timedelta(days=1, seconds=1), "P1DT1S"),
     (Item("x", decimal.Decimal("9.99")), {"sku": "x", "price": "9.99", "color": "red"}),
     ([Item("y", decimal.Decimal(1))], [{"sku": "y", "price": "1", "color": "red"}]),
-    ({"big": 2**80, "item": Item("z", decimal.Decimal(0))}, {"big": 2**80, "item": {"sku": "z", "price": "0", "color": "red"}}),
+    (
+        {"big": 2**80, "item": Item("z", decimal.Decimal(0))},
+        {"big": 2**80, "item": {"sku": "z", "price": "0", "color": "red"}},
+    ),
 ]
 
 
@@ -561,7 +573,9 @@ def test_result_type_converts_the_result() -> None:
     pair = connected_pair(service)
     user = pair.result_of(pair.client.call("make_user", "Bo", result_type=User))
     assert user == User("Bo", datetime.date(2000, 1, 2), Address("Oslo"))
-    assert pair.result_of(pair.client.request("make_user", ["Bo"], result_type=dict[str, Any]))["name"] == "Bo"
+    assert (
+        pair.result_of(pair.client.request("make_user", ["Bo"], result_type=dict[str, Any]))["name"] == "Bo"
+    )
 
 
 def test_a_result_of_the_wrong_shape_fails_on_the_client_naming_the_path() -> None:
@@ -587,9 +601,15 @@ def test_typed_arguments_are_sent_in_their_json_forms() -> None:
         return f"{item.sku} {item.price} {when} {count}"
 
     pair = connected_pair(service)
-    done = pair.client.call("buy", Item("x", decimal.Decimal("2.50")), datetime.date(2024, 1, 2), decimal.Decimal("3"))
+    done = pair.client.call(
+        "buy", Item("x", decimal.Decimal("2.50")), datetime.date(2024, 1, 2), decimal.Decimal("3")
+    )
     assert pair.result_of(done) == "x 2.50 2024-01-02 3"
-    assert pair.sent_by_client[0]["params"] == [{"sku": "x", "price": "2.50", "color": "red"}, "2024-01-02", "3"]
+    assert pair.sent_by_client[0]["params"] == [
+        {"sku": "x", "price": "2.50", "color": "red"},
+        "2024-01-02",
+        "3",
+    ]
 
 
 def test_conversion_for_is_cached_per_type() -> None:
@@ -616,14 +636,21 @@ def test_pydantic_models_as_params_results_and_result_types() -> None:
     pair = connected_pair(service)
     sent = {"displayName": "a", "address": {"city": "Rome"}, "tags": [2, 1]}
     result = pair.result_of(pair.client.call("rename", sent, "b"))
-    assert result == {"displayName": "b", "address": {"city": "Rome", "zip": None}, "score": 0.0, "tags": [1, 2]}
+    assert result == {
+        "displayName": "b",
+        "address": {"city": "Rome", "zip": None},
+        "score": 0.0,
+        "tags": [1, 2],
+    }
     typed = pair.result_of(pair.client.call("rename", sent, "c", result_type=Profile))
     assert isinstance(typed, Profile)
     assert typed.display_name == "c"
     error = pair.failure_of(pair.client.call("rename", {**sent, "address": {"city": 1}}, "b"), InvalidParams)
     assert error.value.data["path"] == "$[0].address.city"
     assert error.value.data["reason"] == "Input should be a valid string"
-    nested = pair.failure_of(pair.client.call("rename", profile=[sent, {"displayName": 1}], name="x"), InvalidParams)
+    nested = pair.failure_of(
+        pair.client.call("rename", profile=[sent, {"displayName": 1}], name="x"), InvalidParams
+    )
     assert nested.value.data["path"].startswith("$.profile")
 
 
