@@ -83,7 +83,28 @@ class _Schemas:
             # Each type has a JSON form, but together they do not describe
             # (two named types of one name, say): each one standalone.
             return [schema_for(annotation) for annotation in self._types], {}
-        return list(schemas), {**components, **self._pydantic}
+        return [_draft7(schema) for schema in schemas], {
+            name: _draft7(schema) for name, schema in {**components, **self._pydantic}.items()
+        }
+
+
+def _draft7(schema: Any) -> Any:
+    """
+    A schema in the JSON Schema draft 7 that OpenRPC documents use: msgspec
+    writes tuples with draft 2020-12's C{prefixItems}, which draft 7 spells
+    as an C{items} array (and C{additionalItems} for what follows).
+    """
+    if isinstance(schema, list):
+        return [_draft7(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _draft7(value) for key, value in schema.items()}
+    if "prefixItems" in out:
+        prefix = out.pop("prefixItems")
+        rest = out.pop("items", None)
+        out["items"] = prefix
+        out["additionalItems"] = False if rest is None else rest
+    return out
 
 
 def schema_for(annotation: Any) -> dict[str, Any]:
