@@ -29,9 +29,11 @@ decoding runs before the peer has authenticated.
 Every step of decoding is linear in the size of the input, on every path
 (orjson, the fallback decoder, the nesting check, error positions).
 
-Encoding writes what orjson writes natively (dates and times, UUIDs,
-dataclasses, enums) and, when orjson refuses a type, tries again with the
-JSON forms of the rich types typed handlers use: C{Decimal} (its exact
+Encoding writes what orjson writes natively (UUIDs, dataclasses, enums)
+and, when orjson refuses a type, tries again with the JSON forms of the
+rich types typed handlers use: dates and times (C{isoformat()}; orjson's
+own writer is bypassed, as it changes some times), C{NamedTuple}s (arrays),
+C{Decimal} (its exact
 text, a string), C{timedelta} (an ISO 8601 duration), msgspec C{Struct}s
 (as msgspec encodes them) and pydantic models (C{model_dump(mode="json",
 by_alias=True)}).  Values without orjson's refusal never pay for that.
@@ -72,8 +74,11 @@ __all__ = [
     "may_hold_big_int",
 ]
 
-_DUMPS_OPTIONS: Final = orjson.OPT_NON_STR_KEYS
-_LINE_OPTIONS: Final = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
+# Dates and times are written by _rich (isoformat), not by orjson: orjson
+# 3.13 writes a time's microseconds 10000-99999 with five digits
+# (time(0, 0, 0, 10000) as "00:00:00.10000", ten times the value).
+_DUMPS_OPTIONS: Final = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+_LINE_OPTIONS: Final = _DUMPS_OPTIONS | orjson.OPT_APPEND_NEWLINE
 
 # Digits map to "0", everything else to " ": a run of 19 digits then shows
 # up as a substring search, which is far cheaper than a regular expression.
@@ -336,6 +341,10 @@ def _rich(obj: Any) -> Any:
     The JSON form of a rich type orjson does not write itself (the retry's
     C{default}); refuses anything else with orjson's words.
     """
+    if isinstance(obj, (datetime.datetime, datetime.date, datetime.time)):
+        return obj.isoformat()
+    if isinstance(obj, tuple):  # a NamedTuple (orjson writes only plain tuples)
+        return list(obj)
     if isinstance(obj, decimal.Decimal):
         return str(obj)  # exact, and what msgspec and pydantic read back
     if isinstance(obj, (msgspec.Struct, datetime.timedelta)):

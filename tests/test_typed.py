@@ -473,6 +473,10 @@ RESULTS: list[tuple[Any, Any]] = [
     (Mood.HAPPY, "happy"),
     (datetime.datetime(2024, 5, 1, 12, 30, tzinfo=datetime.timezone.utc), "2024-05-01T12:30:00+00:00"),
     (uuid.UUID(int=1), "00000000-0000-0000-0000-000000000001"),
+    # orjson 3.13 itself writes this time as "00:00:00.10000" (ten times the value)
+    (datetime.time(0, 0, 0, 10000), "00:00:00.010000"),
+    ({datetime.date(2024, 1, 2): datetime.time(1, 2)}, {"2024-01-02": "01:02:00"}),
+    (Pair(1, "a"), [1, "a"]),
     (decimal.Decimal("1.10"), "1.10"),
     (decimal.Decimal("1E+400"), "1E+400"),
     (datetime.timedelta(days=1, seconds=1), "P1DT1S"),
