@@ -65,57 +65,68 @@ class UserStruct(msgspec.Struct):
     tags: list[str]
 
 
-def _median_ns(run: Callable[[], Any], number: int) -> float:
-    rounds = []
-    for _ in range(ROUNDS):
-        started = time.perf_counter()
-        for _ in range(number):
-            run()
-        rounds.append((time.perf_counter() - started) / number * 1e9)
-    return statistics.median(rounds)
+def _ns(run: Callable[[], Any], number: int) -> float:
+    started = time.perf_counter()
+    for _ in range(number):
+        run()
+    return (time.perf_counter() - started) / number * 1e9
 
 
-def measure_libraries(number: int = 20_000) -> dict[str, dict[str, float]]:
-    """ns per conversion, by case and candidate."""
-    user = {"name": "a", "age": 3, "tags": ["x", "y"]}
-    cases: list[tuple[str, Any, Any]] = [
-        ("str", str, "hello"),
-        ("int", int, 42),
-        ("list[int] of 10", list[int], list(range(10))),
-        ("datetime", datetime.datetime, "2024-05-01T12:00:00+00:00"),
-        ("dataclass", User, user),
-        ("Struct / BaseModel", UserStruct, user),
-    ]
+USER = {"name": "a", "age": 3, "tags": ["x", "y"]}
+CASES: list[tuple[str, Any, Any]] = [
+    ("str", str, "hello"),
+    ("int", int, 42),
+    ("list[int] of 10", list[int], list(range(10))),
+    ("dict[str, list[tuple[int, str]]] | None", dict[str, list[tuple[int, str]]] | None, {"a": [[1, "x"]]}),
+    ("datetime", datetime.datetime, "2024-05-01T12:00:00+00:00"),
+    ("dataclass", User, USER),
+    ("Struct / BaseModel", UserStruct, USER),
+]
+
+
+def candidates(annotation: Any, value: Any) -> dict[str, Callable[[], Any]]:
+    """The ways to convert C{value} to C{annotation}, each built once."""
     try:
         import pydantic
     except ImportError:
         pydantic = None  # type: ignore[assignment]
+    compiled = conversion_for(annotation)
+    found: dict[str, Callable[[], Any]] = {
+        "msgspec (compiled)": lambda c=compiled, v=value: c.convert(v),  # type: ignore[misc]
+        "msgspec.convert(v, T)": lambda t=annotation, v=value: msgspec.convert(v, t),  # type: ignore[misc]
+    }
+    if pydantic is not None:
+        target = annotation
+        if annotation is UserStruct:
+
+            class UserModel(pydantic.BaseModel):
+                name: str
+                age: int
+                tags: list[str]
+
+            target = UserModel
+        adapter = pydantic.TypeAdapter(target)
+        found["pydantic TypeAdapter"] = lambda a=adapter, v=value: a.validate_python(v)  # type: ignore[misc]
+    return found
+
+
+def measure_libraries(number: int = 20_000) -> dict[str, dict[str, float]]:
+    """ns per conversion, by case and candidate."""
     figures: dict[str, dict[str, float]] = {}
-    for label, annotation, value in cases:
-        compiled = conversion_for(annotation)
-        candidates: dict[str, Callable[[], Any]] = {
-            "msgspec (compiled)": lambda c=compiled, v=value: c.convert(v),  # type: ignore[misc]
-            "msgspec.convert(v, T)": lambda t=annotation, v=value: msgspec.convert(v, t),  # type: ignore[misc]
-        }
-        if pydantic is not None:
-            target = annotation
-            if annotation is UserStruct:
-
-                class UserModel(pydantic.BaseModel):
-                    name: str
-                    age: int
-                    tags: list[str]
-
-                target = UserModel
-            adapter = pydantic.TypeAdapter(target)
-            candidates["pydantic TypeAdapter"] = lambda a=adapter, v=value: a.validate_python(v)  # type: ignore[misc]
-        figures[label] = {name: _median_ns(run, number) for name, run in candidates.items()}
+    for label, annotation, value in CASES:
+        runs = candidates(annotation, value)
+        rounds: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(ROUNDS):  # alternating, so that all share the machine's load
+            for name, run in runs.items():
+                rounds[name].append(_ns(run, number))
+        figures[label] = {name: statistics.median(values) for name, values in rounds.items()}
     return figures
 
 
 def _chunk(start: int) -> bytes:
     return b"".join(
-        b'{"jsonrpc":"2.0","method":"echo","params":["hello world"],"id":%d}\n' % (start + i) for i in range(N)
+        b'{"jsonrpc":"2.0","method":"echo","params":["hello world"],"id":%d}\n' % (start + i)
+        for i in range(N)
     )
 
 
@@ -196,10 +207,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", metavar="DIR", help="a directory holding jsonservice_base, an older copy")
     parser.add_argument("--loop", help="run only this echo loop (for callgrind), --reads times")
     parser.add_argument("--reads", type=int, default=200)
+    parser.add_argument(
+        "--convert", nargs=2, metavar=("CASE", "CANDIDATE"), help="run only this conversion, --reads times"
+    )
     parser.add_argument("--skip-libraries", action="store_true")
     args = parser.parse_args(argv)
     if args.before:
         sys.path.insert(0, args.before)
+    if args.convert:
+        case, candidate = args.convert
+        [(annotation, value)] = [(a, v) for label, a, v in CASES if label == case]
+        convert = candidates(annotation, value)[candidate]
+        for _ in range(args.reads):
+            convert()
+        return 0
     if args.loop:
         run = loops(bool(args.before))[args.loop]
         for _ in range(args.reads):
@@ -216,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
     echo = measure_echo(bool(args.before))
     base = echo["echo(value)"]
-    print("| handler | ns / request | × unannotated |")
+    print("| handler | ns / request | ratio to unannotated |")
     print("| --- | ---: | ---: |")
     for name, ns in echo.items():
         print(f"| `{name}` | {ns:,.0f} | {ns / base:.3f} |")

@@ -5,14 +5,17 @@ before it runs, and describe them in C{rpc.discover}.
 Conversion is msgspec's (C{msgspec.convert}, strict: a JSON value is never
 coerced from another JSON type, a string is never read as a number).  Each
 annotation is compiled once, when the handler is registered, into a
-L{Conversion}: a one-field array-like C{msgspec.Struct} whose type
-information msgspec caches on the class, so a call pays for the conversion
-itself and not for reading the annotation again (C{msgspec.convert(value,
-list[int])} re-reads C{list[int]} on every call, about three times the
-cost).  Values whose class already is a scalar annotation (a C{str} for
-C{str}, an C{int} for C{int}) are taken as they are, without calling
-msgspec: that keeps handlers with scalar params within a few percent of
-unannotated ones.
+L{Conversion}.  msgspec keeps what it learns of a class (a dataclass, a
+C{Struct}, a C{TypedDict}...) on the class, so a class annotation is
+converted by msgspec directly; any other annotation (C{list[int]}, a
+union, a C{Literal}) msgspec would read again on every call, so it is
+wrapped in a one-field array-like C{Struct} built once, which then holds
+it (measured with callgrind: converting a small value to C{dict[str,
+list[tuple[int, str]]] | None} takes 22,700 instructions bare, 8,200
+wrapped; a dataclass, 7,200 bare, 9,900 wrapped).  Values whose class
+already is the annotation (a C{str} for C{str}, an C{int} for C{int}) are
+taken as they are, without calling msgspec: that keeps handlers with
+scalar params within a few percent of unannotated ones.
 
 What converts: everything msgspec does from JSON values (builtins and
 containers, C{Optional} and unions, C{Literal}, enums, C{datetime},
@@ -187,15 +190,16 @@ def _member(path: str, key: Any) -> str:
     return f"{path}.{key}" if key.isidentifier() else f"{path}[{json.dumps(key)}]"
 
 
-def _error(exc: msgspec.ValidationError, path: str) -> ConversionError:
+def _error(exc: msgspec.ValidationError, prefix: str, path: str) -> ConversionError:
     """
-    A L{ConversionError} from msgspec's: its path, which starts at the
-    wrapper's one field (C{$[0]}), is put under C{path}.
+    A L{ConversionError} from msgspec's: its path, which starts with
+    C{prefix} (C{$}, or the wrapper's one field, C{$[0]}), is put under
+    C{path}.
     """
     match = _MSGSPEC_ERROR.match(str(exc))
     assert match is not None  # the pattern matches any text
-    inner = match["path"] or "$[0]"
-    where = path + inner[4:] if inner.startswith("$[0]") else path
+    inner = match["path"] or prefix
+    where = path + inner[len(prefix) :] if inner.startswith(prefix) else path
     reason = match["reason"]
     cause = exc.__cause__
     errors = getattr(cause, "errors", None)
@@ -224,7 +228,7 @@ class Conversion:
     @ivar annotation: the type values are converted to.
     """
 
-    __slots__ = ("_exact", "_hook", "_struct", "annotation")
+    __slots__ = ("_exact", "_hook", "_prefix", "_struct", "annotation")
 
     def __init__(self, annotation: Any) -> None:
         """
@@ -239,13 +243,18 @@ class Conversion:
         # of dispatch) an instance of the very class asked for.
         self._exact: type | None = annotation if isinstance(annotation, type) else None
         self._hook = _dec_hook if _mentions_pydantic(annotation) else None
-        self._struct: Any = msgspec.defstruct(
-            "Value", [("value", annotation)], array_like=True, module=__name__
-        )
-        # Compile now: msgspec builds the type information on first use and
-        # keeps it on the struct class.
-        with contextlib.suppress(msgspec.ValidationError, RecursionError):
-            msgspec.convert([None], self._struct, dec_hook=self._hook)
+        # A class keeps msgspec's information itself; anything else goes in
+        # a struct class that keeps it (see the module docstring).
+        self._struct: Any = None
+        self._prefix = "$"
+        if typing.get_origin(annotation) is not None or not isinstance(annotation, type):
+            self._struct = msgspec.defstruct(
+                "Value", [("value", annotation)], array_like=True, module=__name__
+            )
+            self._prefix = "$[0]"
+        # Compile now: msgspec builds the type information on first use.
+        with contextlib.suppress(ConversionError):
+            self.convert(None)
 
     def convert(self, value: Any, path: str = "$") -> Any:
         """
@@ -258,9 +267,11 @@ class Conversion:
         if value.__class__ is self._exact:
             return value
         try:
+            if self._struct is None:
+                return msgspec.convert(value, self.annotation, dec_hook=self._hook)
             return msgspec.convert([value], self._struct, dec_hook=self._hook).value
         except msgspec.ValidationError as exc:
-            raise _error(exc, path) from None
+            raise _error(exc, self._prefix, path) from None
         except RecursionError:
             # A recursive type and deeply nested input: msgspec recurses in C.
             raise ConversionError(path, "nested too deeply to convert") from None
