@@ -181,7 +181,7 @@ def twistd(*args: str) -> list[str]:
 
 
 def test_the_readme_has_the_examples_this_harness_runs() -> None:
-    assert len(python_blocks()) == 8
+    assert len(python_blocks()) == 9
     assert len(sessions()) == 3
 
 
@@ -264,3 +264,12 @@ def test_testing_blocks(workdir: Path) -> None:
             argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=60, check=False
         )
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_typed_handlers_block(workdir: Path) -> None:
+    """The typed example runs as written and prints what the README shows after it."""
+    code = block("# typed_users.py")
+    shown = README.split(code, 1)[1].split("prints\n\n", 1)[1].split("\n\n", 1)[0]
+    expected = [line[4:] for line in shown.splitlines()]
+    assert expected[-1] == "-32602 $.user.name: expected str, got int"
+    assert run_python(code, workdir, 0) == expected
