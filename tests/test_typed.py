@@ -218,6 +218,8 @@ WRONG: list[tuple[Any, Any, str, str]] = [
     (dict[str, int], {"a": "1"}, "$[0][...]", "expected int, got str"),
     (Point, {"x": 1}, "$[0]", "object missing required field 'y'"),
     (tuple[int, str], [1], "$[0]", "expected array of length 2, got 1"),
+    (float, 2**1100, "$[0]", "number out of range"),  # an integer past the float range
+    (list[float], [0.5, -(2**1100)], "$[0][1]", "number out of range"),
     (Item, {"sku": "x", "price": "9.99", "color": "blue"}, "$[0].color", "invalid enum value 'blue'"),
 ]
 
