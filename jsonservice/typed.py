@@ -267,9 +267,16 @@ class Conversion:
         if value.__class__ is self._exact:
             return value
         try:
-            if self._struct is None:
-                return msgspec.convert(value, self.annotation, dec_hook=self._hook)
-            return msgspec.convert([value], self._struct, dec_hook=self._hook).value
+            # (No dec_hook keyword unless needed: msgspec's keyword parsing
+            # alone costs about as much as converting a datetime.)
+            struct, hook = self._struct, self._hook
+            if struct is None:
+                if hook is None:
+                    return msgspec.convert(value, self.annotation)
+                return msgspec.convert(value, self.annotation, dec_hook=hook)
+            if hook is None:
+                return msgspec.convert([value], struct).value
+            return msgspec.convert([value], struct, dec_hook=hook).value
         except msgspec.ValidationError as exc:
             raise _error(exc, self._prefix, path) from None
         except RecursionError:

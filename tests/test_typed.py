@@ -403,6 +403,21 @@ def test_annotations_are_compiled_at_registration_not_per_call(monkeypatch: pyte
     assert compiled == []
 
 
+def test_scalars_of_the_right_class_never_reach_msgspec(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast path of scalar params: a class comparison, no msgspec call."""
+    service = typed_service()
+
+    def no_msgspec(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("msgspec.convert called")
+
+    monkeypatch.setattr(msgspec, "convert", no_msgspec)
+    assert call(service, "echo", "hi") == "hi"
+    assert call(service, "add", 1, 2) == 3
+    assert call(service, "add", a=1, b=2) == 3
+    pair = connected_pair(service)
+    pair.failure_of(pair.client.call("echo", 1), InternalError)  # the slow path did call it
+
+
 # -- context, async, Deferreds, plain messages ------------------------------------------
 
 
