@@ -70,6 +70,7 @@ __all__ = [
     "EncodeError",
     "dumps",
     "dumps_line",
+    "json_form",
     "loads",
     "may_hold_big_int",
 ]
@@ -334,6 +335,20 @@ def _has_non_finite(value: Any, rich: bool = False) -> bool:
             with contextlib.suppress(TypeError):  # orjson wrote it natively
                 stack.append(_rich(item))
     return False
+
+
+def json_form(obj: Any) -> Any:
+    """
+    The JSON form of a value of a rich type orjson does not write itself:
+    a date or time (its C{isoformat()}), a C{NamedTuple} (a list), a
+    C{Decimal} (its exact text), a C{timedelta} or msgspec C{Struct} (as
+    msgspec writes it), a pydantic model (C{model_dump(mode="json",
+    by_alias=True)}).  What it returns may hold more rich values (the
+    members of a C{NamedTuple}); L{dumps} writes them all.
+
+    @raise TypeError: C{obj} is of none of these types.
+    """
+    return _rich(obj)
 
 
 def _rich(obj: Any) -> Any:

@@ -21,7 +21,8 @@ from twisted.python.failure import Failure
 
 from .errors import InternalError, InvalidParams, InvalidRequest, MethodNotFound, RPCError
 from .jsonrpc import Id
-from .typed import ParamConverter, resolve_hints
+from .typed import ParamConverter, resolve_hints, rich_result_classes
+from .typed_responders import typed_responder
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress
@@ -118,6 +119,7 @@ class Handler:
         "min_positional",
         "name",
         "respond",
+        "rich",
     )
 
     def __init__(
@@ -167,6 +169,8 @@ class Handler:
                 names=", ".join(sorted(converter.unchecked)),
             )
         self.converter = converter if converter is not None and converter.active else None
+        #: Result classes the responder turns into their JSON form at once.
+        self.rich = rich_result_classes(self.hints["return"]) if "return" in self.hints else frozenset()
         #: The handler wrapped once for the connection core (see L{Responder}).
         self.respond: Responder = self._responder()
 
@@ -177,8 +181,8 @@ class Handler:
         params whose count is all there is to check, no context) gets the
         shortest closure; everything else goes through L{check}.
         """
-        if self.converter is not None:
-            return self._typed_responder(self.converter)
+        if self.converter is not None or self.rich:
+            return typed_responder(self, self.converter, self.rich, CallContext)
         func, check, name = self.func, self.check, self.name
         lo, hi = self.min_positional, self.max_positional
         is_async = self.is_async
@@ -211,47 +215,6 @@ class Handler:
             return result
 
         return respond_general
-
-    def _typed_responder(self, converter: ParamConverter) -> Responder:
-        """
-        L{_responder} for a handler whose params are converted: the same
-        shapes, each converting the params once they are checked.
-        """
-        func, check, name = self.func, self.check, self.name
-        lo, hi = self.min_positional, self.max_positional
-        is_async = self.is_async
-        convert_list, convert_dict = converter.convert_list, converter.convert_dict
-
-        if self.fast and not is_async:
-
-            def respond_typed(params: Any, id_: Any, owner: Any) -> Any:
-                if params.__class__ is list and lo <= len(params) <= hi:
-                    return func(*convert_list(params))
-                check(params)
-                if params is None:
-                    return func()
-                return (
-                    func(**convert_dict(params)) if params.__class__ is dict else func(*convert_list(params))
-                )
-
-            return respond_typed
-
-        context = self.context
-
-        def respond_typed_general(params: Any, id_: Any, owner: Any) -> Any:
-            check(params)
-            args: tuple[Any, ...] = (CallContext(owner, id_, name),) if context else ()
-            if params is None:
-                result = func(*args)
-            elif params.__class__ is dict:
-                result = func(*args, **convert_dict(params))
-            else:
-                result = func(*args, *convert_list(params))
-            if is_async or result.__class__ is CoroutineType:
-                return Deferred.fromCoroutine(result)
-            return result
-
-        return respond_typed_general
 
     def check(self, params: list[Any] | dict[str, Any] | None) -> None:
         """

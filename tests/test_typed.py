@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from twisted.internet.defer import succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import globalLogPublisher
 
 from jsonservice import CallContext, ConversionError, InternalError, InvalidParams, JSONService
@@ -579,6 +579,68 @@ def test_a_null_in_a_rich_result_is_not_taken_for_nan() -> None:
         "item": {"city": "Paris", "zip": None},
     }
     assert loads(dumps({"none": None, "item": Item("x", decimal.Decimal(1))}))["none"] is None
+
+
+def rich_handlers() -> JSONService:
+    service = JSONService()
+
+    @service.method
+    def item() -> Item:
+        return Item("x", decimal.Decimal("1.50"))
+
+    @service.method
+    async def when() -> datetime.datetime:
+        return datetime.datetime(2024, 1, 2, 3, 4, 5, 10000, tzinfo=datetime.timezone.utc)
+
+    @service.method
+    def later() -> Deferred[Item | None]:
+        return succeed(Item("y", decimal.Decimal(2)))
+
+    @service.method
+    def wrong() -> Item:
+        return {1, 2}  # type: ignore[return-value]
+
+    @service.method
+    def nan() -> Measured:
+        return Measured(float("nan"))
+
+    return service
+
+
+def test_annotated_rich_results_are_converted_by_the_responder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not left to the encoder's retry (an exception, then a second encoding): the same bytes, sooner."""
+    service = rich_handlers()
+    assert service.methods["item"].rich == frozenset({Item})
+    assert service.methods["later"].rich == frozenset({Item})
+    expected = {
+        "item": {"sku": "x", "price": "1.50", "color": "red"},
+        "when": "2024-01-02T03:04:05.010000+00:00",
+        "later": {"sku": "y", "price": "2", "color": "red"},
+    }
+    for method, value in expected.items():
+        assert call(service, method) == value
+
+    def no_retry(*args: Any) -> bytes:
+        raise AssertionError("the encoder's retry ran")
+
+    monkeypatch.setattr("jsonservice.codec._dumps_rich", no_retry)
+    for method, value in expected.items():
+        assert call(service, method) == value
+
+
+def test_rich_results_have_one_json_form_with_or_without_the_annotation() -> None:
+    typed, untyped = rich_handlers(), JSONService()
+    untyped.add_method("item", lambda: Item("x", decimal.Decimal("1.50")))
+    one, two = connected_pair(typed), connected_pair(untyped)
+    one.result_of(one.client.call("item"))
+    two.result_of(two.client.call("item"))
+    assert one.raw_sent_by_server == two.raw_sent_by_server
+
+
+def test_annotated_results_that_are_not_json_are_still_internal_errors() -> None:
+    pair = connected_pair(rich_handlers())
+    pair.failure_of(pair.client.call("wrong"), InternalError)
+    pair.failure_of(pair.client.call("nan"), InternalError)
 
 
 # -- the client side --------------------------------------------------------------------------
