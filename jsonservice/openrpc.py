@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from .typed import has_json_form, is_pydantic_model
+from .typed import conversion_for, is_pydantic_model
 
 if TYPE_CHECKING:
     from .service import Handler
@@ -48,7 +48,11 @@ class _Schemas:
 
     def add(self, annotation: Any) -> int | None:
         """Take C{annotation}; its slot in L{build}'s list, L{None} when it is described as C{{}}."""
-        if annotation is inspect.Parameter.empty or not has_json_form(annotation):
+        if annotation is inspect.Parameter.empty:
+            return None
+        try:
+            conversion_for(annotation)  # cached: has_json_form once per type
+        except TypeError:
             return None
         try:
             found = self._index.get(annotation)

@@ -473,6 +473,19 @@ def test_a_typed_message_handler_converts_the_message() -> None:
     assert error.data["path"] == "$[0]"
 
 
+def test_a_message_handler_may_turn_validation_off() -> None:
+    service = JSONService()
+
+    @service.message(validate=False)
+    def on_point(point: Point) -> Any:
+        return point
+
+    assert service.message_handler is not None
+    assert service.message_handler.converter is None
+    pair = connected_pair(service)
+    assert pair.result_of(pair.client.send({"x": "not an int"})) == {"x": "not an int"}
+
+
 # -- results -----------------------------------------------------------------------------
 
 
