@@ -237,3 +237,26 @@ def test_a_wrong_field_of_a_dataclass_is_named(field: str, wrong: Any) -> None:
         assert error.data["path"] == "$.value.tags[0]"
     else:
         assert error.data["path"] == f"$.value.{field}"
+
+
+@SETTINGS
+@given(
+    st.sampled_from(
+        [datetime.datetime, datetime.date, datetime.time, datetime.timedelta, uuid.UUID, decimal.Decimal]
+    ),
+    st.text(max_size=40) | st.from_regex(r"\A[0-9T:+\-.ZPDHMSW ]{0,40}\Z"),
+)
+def test_odd_strings_into_string_formed_types_are_converted_or_refused(annotation: Any, text: str) -> None:
+    """Strings that look almost like dates, durations, UUIDs or numbers: a value or -32602, nothing else."""
+    service, received = echo_service(annotation)
+    pair = connected_pair(service)
+    done = pair.client.call("echo", text)
+    try:
+        conversion_for(annotation).convert(text)
+    except ConversionError:
+        error = pair.failure_of(done, InvalidParams).value
+        assert error.data["path"] == "$[0]"
+        assert received == []
+    else:
+        pair.result_of(done)
+        assert isinstance(received[0], annotation)
