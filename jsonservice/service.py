@@ -101,6 +101,9 @@ class Handler:
         C{"return"} for the result), for validation and C{rpc.discover}.
     @ivar converter: validates and converts params as the annotations say;
         L{None} when there is nothing to convert or validation is off.
+    @ivar rich: the result classes (from the return annotation) that the
+        responder turns into their JSON form itself; see
+        L{rich_result_classes}.
     """
 
     __slots__ = (
@@ -169,7 +172,6 @@ class Handler:
                 names=", ".join(sorted(converter.unchecked)),
             )
         self.converter = converter if converter is not None and converter.active else None
-        #: Result classes the responder turns into their JSON form at once.
         self.rich = rich_result_classes(self.hints["return"]) if "return" in self.hints else frozenset()
         #: The handler wrapped once for the connection core (see L{Responder}).
         self.respond: Responder = self._responder()
@@ -272,7 +274,12 @@ class JSONService:
 
     Handlers may return a value, a L{Deferred}, or be C{async def}.  They
     raise L{RPCError} (or a subclass) to answer with that error; any other
-    exception is logged and answered -32603 with an error id.
+    exception is logged and answered -32603 with an error id.  Annotated
+    params are validated and converted before the call (see
+    L{jsonservice.typed}).
+
+    @ivar validate: whether handlers registered without a C{validate=} of
+        their own convert their params.
     """
 
     def __init__(self, title: str = "jsonservice", version: str = "0", *, validate: bool = True) -> None:
