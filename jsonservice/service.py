@@ -21,8 +21,8 @@ from twisted.python.failure import Failure
 
 from .errors import InternalError, InvalidParams, InvalidRequest, MethodNotFound, RPCError
 from .jsonrpc import Id
-from .typed import ParamConverter, resolve_hints, rich_result_classes
-from .typed_responders import typed_responder
+from .typed import ParamConverter, resolve_hints
+from .typed_responders import rich_result_classes, typed_responder
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress

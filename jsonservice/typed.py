@@ -39,13 +39,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
-import decimal
 import inspect
 import json
 import re
 import sys
-import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
@@ -62,7 +59,6 @@ __all__ = [
     "has_json_form",
     "is_pydantic_model",
     "resolve_hints",
-    "rich_result_classes",
 ]
 
 #: Annotations that mean "anything": the value passes unchanged.
@@ -319,48 +315,6 @@ def conversion_for(annotation: Any) -> Conversion:
     if found is None:
         found = _cache[annotation] = Conversion(annotation)
     return found
-
-
-#: Classes orjson does not write itself, whose values a responder turns into
-#: their JSON form at once (L{rich_result_classes}) rather than leave them
-#: to the encoder's slower retry (an exception, then a second encoding).
-_RICH_BASES: Final[tuple[type, ...]] = (
-    msgspec.Struct,
-    datetime.datetime,
-    datetime.date,
-    datetime.time,
-    datetime.timedelta,
-    decimal.Decimal,
-)
-#: Annotations whose argument is what a handler's result resolves to.
-_WRAPPERS: Final = frozenset({"Deferred", "Awaitable", "Coroutine"})
-
-
-def _is_rich(cls: type) -> bool:
-    named_tuple = issubclass(cls, tuple) and hasattr(cls, "_fields")
-    return issubclass(cls, _RICH_BASES) or is_pydantic_model(cls) or named_tuple
-
-
-def rich_result_classes(annotation: Any) -> frozenset[type]:
-    """
-    The classes named by a return annotation (itself, the members of a
-    union, what a C{Deferred[...]} or C{Awaitable[...]} resolves to) whose
-    values orjson does not write itself: msgspec C{Struct}s, pydantic
-    models, dates and times, C{timedelta}, C{Decimal}, C{NamedTuple}s.
-    Only a result of exactly one of these classes is turned into its JSON
-    form by the responder; anything else is left to the encoder, which
-    writes the same thing.
-    """
-    found: set[type] = set()
-    stack = [annotation]
-    while stack:
-        item = stack.pop()
-        origin = typing.get_origin(item)
-        if origin in (typing.Union, types.UnionType) or getattr(origin, "__name__", None) in _WRAPPERS:
-            stack.extend(typing.get_args(item))
-        elif isinstance(item, type) and origin is None and _is_rich(item):
-            found.add(item)
-    return frozenset(found)
 
 
 def resolve_hints(func: Callable[..., Any]) -> dict[str, Any]:

@@ -11,20 +11,67 @@ pay nothing for typed handlers existing.
 
 from __future__ import annotations
 
+import datetime
+import decimal
+import types
+import typing
 from collections.abc import Callable
 from types import CoroutineType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
+import msgspec
 from twisted.internet.defer import Deferred
 
 from .codec import json_form
 from .interfaces import Responder
+from .typed import is_pydantic_model
 
 if TYPE_CHECKING:
     from .service import Handler
     from .typed import ParamConverter
 
-__all__ = ["typed_responder"]
+__all__ = ["rich_result_classes", "typed_responder"]
+
+#: Classes orjson does not write itself, whose values a responder turns into
+#: their JSON form at once (L{rich_result_classes}) rather than leave them
+#: to the encoder's slower retry (an exception, then a second encoding).
+_RICH_BASES: Final[tuple[type, ...]] = (
+    msgspec.Struct,
+    datetime.datetime,
+    datetime.date,
+    datetime.time,
+    datetime.timedelta,
+    decimal.Decimal,
+)
+#: Annotations whose argument is what a handler's result resolves to.
+_WRAPPERS: Final = frozenset({"Deferred", "Awaitable", "Coroutine"})
+
+
+def _is_rich(cls: type) -> bool:
+    named_tuple = issubclass(cls, tuple) and hasattr(cls, "_fields")
+    return issubclass(cls, _RICH_BASES) or is_pydantic_model(cls) or named_tuple
+
+
+def rich_result_classes(annotation: Any) -> frozenset[type]:
+    """
+    The classes named by a return annotation (itself, the members of a
+    union, what a C{Deferred[...]} or C{Awaitable[...]} resolves to) whose
+    values orjson does not write itself: msgspec C{Struct}s, pydantic
+    models, dates and times, C{timedelta}, C{Decimal}, C{NamedTuple}s.
+    Only a result of exactly one of these classes is turned into its JSON
+    form by the responder; anything else is left to the encoder, which
+    writes the same thing.
+    """
+    found: set[type] = set()
+    stack = [annotation]
+    while stack:
+        item = stack.pop()
+        origin = typing.get_origin(item)
+        if origin in (typing.Union, types.UnionType) or getattr(origin, "__name__", None) in _WRAPPERS:
+            stack.extend(typing.get_args(item))
+        elif isinstance(item, type) and origin is None and _is_rich(item):
+            found.add(item)
+    return frozenset(found)
 
 
 def _unchanged(params: Any) -> Any:
@@ -39,7 +86,7 @@ def typed_responder(
 
     @param converter: converts its params (L{None}: they pass unchanged).
     @param rich: the classes of results to turn into their JSON form here
-        (see L{rich_result_classes<jsonservice.typed.rich_result_classes>}).
+        (see L{rich_result_classes}).
     @param context_type: L{CallContext<jsonservice.service.CallContext>}.
     """
     func, check, name = handler.func, handler.check, handler.name
