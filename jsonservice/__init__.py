@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .protocol import CallTimeout, ConnectionClosed, JSONProtocol
     from .server import JSONServerFactory, JSONServerService
     from .service import CallContext, JSONService
+    from .typed import ConversionError
 
 __version__ = "0.1.0"
 
@@ -68,6 +69,7 @@ _WHERE = {
     "JSONServerService": "server",
     "CallContext": "service",
     "JSONService": "service",
+    "ConversionError": "typed",
 }
 
 __all__ = [
@@ -75,6 +77,7 @@ __all__ = [
     "CallContext",
     "CallTimeout",
     "ConnectionClosed",
+    "ConversionError",
     "InternalError",
     "InvalidParams",
     "InvalidRequest",

@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from .codec import EncodeError, dumps_line
 from .connection import CANCEL_METHOD
 from .jsonrpc import Id, make_params, notification, request
+from .typed import conversion_for
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -127,7 +128,12 @@ class _Connection(typing.Protocol):
     def _cancel_at_peer(self, id_: Id) -> None: ...
 
     def request(
-        self, method: str, params: list[Any] | dict[str, Any] | None = None, *, timeout: float | None = None
+        self,
+        method: str,
+        params: list[Any] | dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        result_type: Any = None,
     ) -> Deferred[Any]: ...
 
     def notify_params(self, method: str, params: list[Any] | dict[str, Any] | None = None) -> None: ...
@@ -147,15 +153,28 @@ class Caller:
     """
 
     def call(
-        self: _Connection, method: str, *args: Any, timeout: float | None = None, **kwargs: Any
+        self: _Connection,
+        method: str,
+        *args: Any,
+        timeout: float | None = None,
+        result_type: Any = None,
+        **kwargs: Any,
     ) -> Deferred[Any]:
         """
         Call the peer's method C{method} with positional C{args} or named
-        C{kwargs} (not both).
+        C{kwargs} (not both).  Arguments of the rich types typed handlers
+        take (dataclasses, msgspec C{Struct}s, pydantic models, enums,
+        C{datetime}, C{UUID}, C{Decimal}...) are sent in their JSON forms.
 
         @param timeout: seconds to wait for the reply (default:
             C{call_timeout}; 0: forever).  On expiry the peer is told to
             cancel and the Deferred fails with L{CallTimeout}.
+        @param result_type: convert the result to this type, as a typed
+            handler's params are (C{User}, C{list[int]}, C{datetime}...);
+            a result that does not convert fails the Deferred with
+            L{ConversionError<jsonservice.typed.ConversionError>}, which
+            names the path of the first wrong value.  L{None}: the result
+            as decoded.
         @return: a Deferred firing with the result, or failing with the
             L{RPCError} the peer answered, L{ConnectionClosed}, or
             L{CallTimeout}.  Cancelling it tells the peer to cancel too.
@@ -164,7 +183,7 @@ class Caller:
             params = make_params(args, kwargs)
         except TypeError:
             return fail()
-        return self.request(method, params, timeout=timeout)
+        return self.request(method, params, timeout=timeout, result_type=result_type)
 
     def request(
         self: _Connection,
@@ -172,13 +191,19 @@ class Caller:
         params: list[Any] | dict[str, Any] | None = None,
         *,
         timeout: float | None = None,
+        result_type: Any = None,
     ) -> Deferred[Any]:
         """
         Like L{call}, with the params given as one list or dict (for a
-        named param called C{timeout}, say).
+        named param called C{timeout} or C{result_type}, say).
         """
         if self._closed or self.transport is None:
             return fail(ConnectionClosed(f"not connected: cannot call {method!r}"))
+        if result_type is not None:
+            try:
+                conversion = conversion_for(result_type)
+            except TypeError:
+                return fail()
         core = self._core
         id_ = core.next_id()
         try:
@@ -189,7 +214,9 @@ class Caller:
         core.calls[id_] = waiter
         waiter.start_timer(self.clock, self.call_timeout if timeout is None else timeout)
         core.write(data)
-        return waiter.deferred
+        if result_type is None:
+            return waiter.deferred
+        return waiter.deferred.addCallback(conversion.convert_result, method)
 
     def notify(self: _Connection, method: str, *args: Any, **kwargs: Any) -> None:
         """

@@ -28,12 +28,26 @@ decoding runs before the peer has authenticated.
 
 Every step of decoding is linear in the size of the input, on every path
 (orjson, the fallback decoder, the nesting check, error positions).
+
+Encoding writes what orjson writes natively (UUIDs, dataclasses, enums)
+and, when orjson refuses a type, tries again with the JSON forms of the
+rich types typed handlers use: dates and times (C{isoformat()}; orjson's
+own writer is bypassed, as it changes some times), C{NamedTuple}s (arrays),
+C{Decimal} (its exact
+text, a string), C{timedelta} (an ISO 8601 duration), msgspec C{Struct}s
+(as msgspec encodes them) and pydantic models (C{model_dump(mode="json",
+by_alias=True)}).  Values without orjson's refusal never pay for that.
+Anything else (a set, bytes, an arbitrary object) is still refused, and
+NaN or an infinity anywhere, inside a rich value too, is refused rather
+than written as C{null}.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
+import decimal
 import enum
 import json
 import math
@@ -56,6 +70,7 @@ __all__ = [
     "EncodeError",
     "dumps",
     "dumps_line",
+    "json_form",
     "loads",
     "may_hold_big_int",
     "may_need_exact",
@@ -64,8 +79,11 @@ __all__ = [
 
 S = TypeVar("S", bound=msgspec.Struct)
 
-_DUMPS_OPTIONS: Final = orjson.OPT_NON_STR_KEYS
-_LINE_OPTIONS: Final = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
+# Dates and times are written by _rich (isoformat), not by orjson: orjson
+# 3.13 writes a time's microseconds 10000-99999 with five digits
+# (time(0, 0, 0, 10000) as "00:00:00.10000", ten times the value).
+_DUMPS_OPTIONS: Final = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+_LINE_OPTIONS: Final = _DUMPS_OPTIONS | orjson.OPT_APPEND_NEWLINE
 
 # Digits map to "0", everything else to " ": a run of 19 digits then shows
 # up as a substring search, which is far cheaper than a regular expression.
@@ -341,11 +359,12 @@ def shape_decoder(shape: type[S]) -> Callable[[bytes, int, bool], S | None]:
     return decode_shape
 
 
-def _has_non_finite(value: Any) -> bool:
+def _has_non_finite(value: Any, rich: bool = False) -> bool:
     """
     Whether a value orjson has just written holds NaN or an infinity
     anywhere orjson looks: containers and their subclasses, dict keys,
-    dataclass fields, enum values.
+    dataclass fields, enum values, and with C{rich}, the JSON forms of the
+    rich types (L{_rich}).
     """
     stack = [value]
     while stack:
@@ -362,7 +381,43 @@ def _has_non_finite(value: Any) -> bool:
             stack.append(item.value)
         elif dataclasses.is_dataclass(item) and not isinstance(item, type):
             stack.extend(_dataclass_members(item).values())
+        elif rich and item.__class__ not in _NO_FLOATS:
+            with contextlib.suppress(TypeError):  # orjson wrote it natively
+                stack.append(_rich(item))
     return False
+
+
+def json_form(obj: Any) -> Any:
+    """
+    The JSON form of a value of a rich type orjson does not write itself:
+    a date or time (its C{isoformat()}), a C{NamedTuple} (a list), a
+    C{Decimal} (its exact text), a C{timedelta} or msgspec C{Struct} (as
+    msgspec writes it), a pydantic model (C{model_dump(mode="json",
+    by_alias=True)}).  What it returns may hold more rich values (the
+    members of a C{NamedTuple}); L{dumps} writes them all.
+
+    @raise TypeError: C{obj} is of none of these types.
+    """
+    return _rich(obj)
+
+
+def _rich(obj: Any) -> Any:
+    """
+    The JSON form of a rich type orjson does not write itself (the retry's
+    C{default}); refuses anything else with orjson's words.
+    """
+    if isinstance(obj, (datetime.datetime, datetime.date, datetime.time)):
+        return obj.isoformat()
+    if isinstance(obj, tuple):  # a NamedTuple (orjson writes only plain tuples)
+        return list(obj)
+    if isinstance(obj, decimal.Decimal):
+        return str(obj)  # exact, and what msgspec and pydantic read back
+    if isinstance(obj, (msgspec.Struct, datetime.timedelta)):
+        return msgspec.to_builtins(obj)
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and isinstance(obj, pydantic.BaseModel):
+        return obj.model_dump(mode="json", by_alias=True)
+    raise TypeError(f"Type is not JSON serializable: {type(obj).__name__}")
 
 
 def _dataclass_members(obj: Any) -> dict[str, Any]:
@@ -390,7 +445,7 @@ def _like_orjson(obj: Any) -> Any:
         return obj.value
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return _dataclass_members(obj)
-    raise TypeError(f"Type is not JSON serializable: {type(obj).__name__}")
+    return _rich(obj)
 
 
 def _dumps_exact(value: Any, newline: bool) -> bytes:
@@ -420,22 +475,41 @@ def _dumps_exact(value: Any, newline: bool) -> bytes:
     return data + b"\n" if newline else data
 
 
-def _not_orjson(value: Any, exc: orjson.JSONEncodeError, newline: bool) -> bytes:
+def _not_orjson(value: Any, exc: orjson.JSONEncodeError, options: int, newline: bool) -> bytes:
     """
     orjson refused C{value}: integers past 64 bits and nesting past 255
     levels go to the exact encoder (a value this side accepted is deep at
-    most max_depth, so it can always be echoed); anything else is refused.
+    most max_depth, so it can always be echoed); a type it does not know
+    is tried again with the rich types' JSON forms; anything else is
+    refused.
     """
-    if "64-bit" in str(exc) or "Recursion" in str(exc):
+    message = str(exc)
+    if "64-bit" in message or "Recursion" in message:
         return _dumps_exact(value, newline)
-    raise EncodeError(str(exc)) from None
+    if message.startswith("Type is not JSON serializable"):
+        return _dumps_rich(value, options, newline)
+    raise EncodeError(message) from None
+
+
+def _dumps_rich(value: Any, options: int, newline: bool) -> bytes:
+    """Encode a value holding rich types (L{_rich}), as strictly as the rest."""
+    try:
+        data = orjson.dumps(value, default=_rich, option=options)
+    except orjson.JSONEncodeError as exc:
+        message = str(exc)
+        if "64-bit" in message or "Recursion" in message:
+            return _dumps_exact(value, newline)
+        raise EncodeError(message) from None
+    if data.find(b"null") != -1 and _has_non_finite(value, rich=True):
+        raise EncodeError(_NON_FINITE)
+    return data
 
 
 def _dumps(value: Any, options: int, newline: bool) -> bytes:
     try:
         data = orjson.dumps(value, option=options)
     except orjson.JSONEncodeError as exc:
-        return _not_orjson(value, exc, newline)
+        return _not_orjson(value, exc, options, newline)
     # orjson writes NaN and infinities as null; refuse rather than change
     # them.  Output without "null" cannot hold one, so it costs no walk.
     if value.__class__ not in _NO_FLOATS and data.find(b"null") != -1 and _has_non_finite(value):
@@ -470,7 +544,7 @@ def dumps_line(value: Any, check: Any = _WHOLE) -> bytes:
     try:
         data = _orjson_dumps(value, option=_LINE_OPTIONS)
     except orjson.JSONEncodeError as exc:
-        return _not_orjson(value, exc, True)
+        return _not_orjson(value, exc, _LINE_OPTIONS, True)
     if check is _WHOLE:
         check = value
     if check.__class__ not in _NO_FLOATS and data.find(b"null") != -1 and _has_non_finite(check):

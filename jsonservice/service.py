@@ -22,6 +22,8 @@ from twisted.python.failure import Failure
 from .errors import InternalError, InvalidParams, InvalidRequest, MethodNotFound, RPCError
 from .jsonrpc import Id
 from .pubsub import EVENT_METHOD, SUBSCRIBE_METHOD, UNSUBSCRIBE_METHOD, Backend, PubSub, SubscribeCheck
+from .typed import ParamConverter, resolve_hints
+from .typed_responders import rich_result_classes, typed_responder
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress
@@ -110,12 +112,21 @@ class Handler:
     One registered handler with its signature analysed once, at
     registration, so that checking params per call is a few set and length
     comparisons (the full C{inspect.Signature.bind} runs only to explain a
-    mismatch, or for signatures the quick checks do not cover).
+    mismatch, or for signatures the quick checks do not cover).  Its
+    annotations are compiled then too (L{ParamConverter}): a handler with
+    none, or with validation off, is called exactly as before.
 
     @ivar name: the method name (L{None} for the plain-message handler).
     @ivar func: the function.
     @ivar context: whether C{func} takes a L{CallContext} first.
     @ivar is_async: whether C{func} is an C{async def}.
+    @ivar hints: the resolved annotations of C{func} (by parameter name,
+        C{"return"} for the result), for validation and C{rpc.discover}.
+    @ivar converter: validates and converts params as the annotations say;
+        L{None} when there is nothing to convert or validation is off.
+    @ivar rich: the result classes (from the return annotation) that the
+        responder turns into their JSON form itself; see
+        L{rich_result_classes}.
     """
 
     __slots__ = (
@@ -125,20 +136,30 @@ class Handler:
         "_required_names",
         "_signature",
         "context",
+        "converter",
         "fast",
         "func",
+        "hints",
         "is_async",
         "max_positional",
         "min_positional",
         "name",
         "respond",
+        "rich",
     )
 
-    def __init__(self, name: str | None, func: Callable[..., Any], context: bool) -> None:
+    def __init__(
+        self, name: str | None, func: Callable[..., Any], context: bool, validate: bool = True
+    ) -> None:
+        """
+        @param validate: convert params as the annotations say (L{False}:
+            pass them unchanged, as to an unannotated handler).
+        """
         self.name = name
         self.func = func
         self.context = context
         self.is_async = inspect.iscoroutinefunction(func)
+        self.hints = resolve_hints(func)
         signature = inspect.signature(func)
         params = list(signature.parameters.values())
         if context:
@@ -165,6 +186,16 @@ class Handler:
         self._quick_named = all(
             p.default is not kinds.empty for p in positional if p.kind is kinds.POSITIONAL_ONLY
         )
+        converter = ParamConverter(params, self.hints) if validate else None
+        if converter is not None and converter.unchecked:
+            _log.warn(
+                "{what}: parameters {names} are annotated with types that have no JSON form:"
+                " their values are passed unchecked",
+                what=name or "message handler",
+                names=", ".join(sorted(converter.unchecked)),
+            )
+        self.converter = converter if converter is not None and converter.active else None
+        self.rich = rich_result_classes(self.hints["return"]) if "return" in self.hints else frozenset()
         #: The handler wrapped once for the connection core (see L{Responder}).
         self.respond: Responder = self._responder()
 
@@ -175,6 +206,8 @@ class Handler:
         params whose count is all there is to check, no context) gets the
         shortest closure; everything else goes through L{check}.
         """
+        if self.converter is not None or self.rich:
+            return typed_responder(self, self.converter, self.rich, CallContext)
         func, check, name = self.func, self.check, self.name
         lo, hi = self.min_positional, self.max_positional
         is_async = self.is_async
@@ -264,11 +297,21 @@ class JSONService:
 
     Handlers may return a value, a L{Deferred}, or be C{async def}.  They
     raise L{RPCError} (or a subclass) to answer with that error; any other
-    exception is logged and answered -32603 with an error id.
+    exception is logged and answered -32603 with an error id.  Annotated
+    params are validated and converted before the call (see
+    L{jsonservice.typed}).
+
+    @ivar validate: whether handlers registered without a C{validate=} of
+        their own convert their params.
     """
 
     def __init__(
-        self, title: str = "jsonservice", version: str = "0", *, pubsub: Backend | str | None = None
+        self,
+        title: str = "jsonservice",
+        version: str = "0",
+        *,
+        pubsub: Backend | str | None = None,
+        validate: bool = True,
     ) -> None:
         """
         @param title: the service's name in its OpenRPC document.
@@ -276,9 +319,13 @@ class JSONService:
         @param pubsub: what carries published events: L{None} (in this
             process), C{"redis://host:port/db"}, or a L{Backend}; see
             L{PubSub.use<jsonservice.pubsub.PubSub.use>}.
+        @param validate: the default of every handler registered here:
+            convert params as the annotations say (L{False}: pass them
+            unchanged; a handler's own C{validate=} overrides it).
         """
         self.title = title
         self.version = version
+        self.validate = validate
         self._methods: dict[str, Handler] = {}
         self._message_handler: Handler | None = None
         #: The topics: C{rpc.subscribe}/C{rpc.unsubscribe}, L{publish}.
@@ -359,15 +406,21 @@ class JSONService:
     def method(self, func: F, /) -> F: ...
 
     @overload
-    def method(self, name: str | None = None, /, *, context: bool = False) -> Callable[[F], F]: ...
+    def method(
+        self, name: str | None = None, /, *, context: bool = False, validate: bool | None = None
+    ) -> Callable[[F], F]: ...
 
-    def method(self, name_or_func: Any = None, /, *, context: bool = False) -> Any:
+    def method(
+        self, name_or_func: Any = None, /, *, context: bool = False, validate: bool | None = None
+    ) -> Any:
         """
         Register a JSON-RPC method.  Use as C{@service.method},
         C{@service.method("name")} or C{@service.method(context=True)}.
 
         @param context: pass the handler a L{CallContext} as its first
             argument.
+        @param validate: convert params as the handler's annotations say
+            (L{False}: pass them unchanged; L{None}: the service's default).
         @return: the function, unchanged.
         """
         if callable(name_or_func):
@@ -376,22 +429,25 @@ class JSONService:
         name = name_or_func
 
         def register(func: F) -> F:
-            self.add_method(name or func.__name__, func, context=context)
+            self.add_method(name or func.__name__, func, context=context, validate=validate)
             return func
 
         return register
 
-    def add_method(self, name: str, func: Callable[..., Any], *, context: bool = False) -> None:
+    def add_method(
+        self, name: str, func: Callable[..., Any], *, context: bool = False, validate: bool | None = None
+    ) -> None:
         """
         Register C{func} as method C{name} (replacing any handler of that name).
 
+        @param validate: see L{method}.
         @raise ValueError: C{name} is reserved (starts with C{rpc.} or C{$/}).
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"a method name is a non-empty string, not {name!r}")
         if name.startswith(("rpc.", "$/")):
             raise ValueError(f"method names starting with 'rpc.' or '$/' are reserved: {name!r}")
-        handler = Handler(name, func, context)
+        handler = Handler(name, func, context, self.validate if validate is None else validate)
         self._methods[name] = handler
         self.responders[name] = handler.respond
 
@@ -399,21 +455,27 @@ class JSONService:
     def message(self, func: F, /) -> F: ...
 
     @overload
-    def message(self, func: None = None, /, *, context: bool = False) -> Callable[[F], F]: ...
+    def message(
+        self, func: None = None, /, *, context: bool = False, validate: bool | None = None
+    ) -> Callable[[F], F]: ...
 
-    def message(self, func: Any = None, /, *, context: bool = False) -> Any:
+    def message(self, func: Any = None, /, *, context: bool = False, validate: bool | None = None) -> Any:
         """
         Register the handler of plain JSON messages (any JSON value that is
         not JSON-RPC): C{@service.message} or C{@service.message(context=True)}.
         Its return value, unless L{None}, is sent back as one line; replies
-        keep the order the messages arrived in.
+        keep the order the messages arrived in.  An annotated message
+        parameter converts the message as a method's params do (see
+        L{method} for C{validate}); one that does not convert is answered
+        -32602 with id null.
         """
+        check = self.validate if validate is None else validate
         if func is not None:
-            self._message_handler = Handler(None, func, False)
+            self._message_handler = Handler(None, func, False, check)
             return func
 
         def register(f: F) -> F:
-            self._message_handler = Handler(None, f, context)
+            self._message_handler = Handler(None, f, context, check)
             return f
 
         return register

@@ -912,7 +912,8 @@ def test_rpc_discover_describes_the_user_methods() -> None:
     assert tag["params"] == [
         {"name": "name", "schema": {"type": "string"}, "required": True},
         {"name": "values", "schema": {"type": "array", "items": {"type": "integer"}}, "required": True},
-        {"name": "label", "schema": {"oneOf": [{"type": "string"}, {"type": "null"}]}},
+        # anyOf, not oneOf: for int | float a JSON integer matches both.
+        {"name": "label", "schema": {"anyOf": [{"type": "string"}, {"type": "null"}]}},
     ]
     assert tag["result"]["schema"] == {"type": "object", "additionalProperties": {"type": "integer"}}
     assert tag["summary"] == "Tag some values."
@@ -945,7 +946,7 @@ def test_rpc_discover_describes_the_user_methods() -> None:
 def test_pep604_unions_are_one_of() -> None:
     from jsonservice.openrpc import schema_for
 
-    assert schema_for(int | None) == {"oneOf": [{"type": "integer"}, {"type": "null"}]}
+    assert schema_for(int | None) == {"anyOf": [{"type": "integer"}, {"type": "null"}]}
     assert schema_for(Optional[int]) == schema_for(int | None)  # noqa: UP045
     assert schema_for(list) == {"type": "array"}
     assert schema_for(str) == {"type": "string"}

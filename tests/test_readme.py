@@ -182,7 +182,7 @@ def twistd(*args: str) -> list[str]:
 
 
 def test_the_readme_has_the_examples_this_harness_runs() -> None:
-    assert len(python_blocks()) == 12
+    assert len(python_blocks()) == 13
     assert len(sessions()) == 4
 
 
@@ -309,3 +309,12 @@ print(transport.value().split(b"\\r\\n\\r\\n", 1)[1].decode().strip())
 site.doStop()
 """
     assert run_python(mounting + check, workdir, port) == ['{"jsonrpc":"2.0","result":19,"id":1}']
+
+
+def test_typed_handlers_block(workdir: Path) -> None:
+    """The typed example runs as written and prints what the README shows after it."""
+    code = block("# typed_users.py")
+    shown = README.split(code, 1)[1].split("prints\n\n", 1)[1].split("\n\n", 1)[0]
+    expected = [line[4:] for line in shown.splitlines()]
+    assert expected[-1] == "-32602 $.user.name: expected str, got int"
+    assert run_python(code, workdir, 0) == expected
