@@ -35,6 +35,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from .calls import ConnectionClosed
 from .codec import dumps_line, loads
 from .errors import InvalidRequest, ParseError, RPCError, Unauthorized
+from .flow import unsent_bytes
 from .harden import BodyLimitedRequest, harden_site
 from .jsonrpc import error_reply
 from .pages import EXPLORER_FILES, ExplorerPage, NoContent, OpenRPCDocument
@@ -82,6 +83,8 @@ STATUS_FOR_CODE: Final = {
 _ERROR_PREFIX: Final = b'{"jsonrpc":"2.0","error":{"code":'
 _REQUEST_PREFIX: Final = b'{"jsonrpc":"2.0","method":'
 _JSON: Final = b"application/json"
+#: Seconds between looks at a backed-up connection's output (see render_POST).
+_ROOM_POLL: Final = 0.05
 
 
 def status_for(reply: bytes) -> int:
@@ -327,6 +330,34 @@ class JSONResource(Resource):
             request.setHeader(b"content-type", _JSON)
             error = InvalidRequest(data="cross-origin request refused (see allowed_origins)")
             return dumps_line(error_reply(None, error))
+        if _unsent(request) > self.factory.limits.max_unsent:
+            # A peer pipelining requests without reading the replies:
+            # twisted.web would start the next one at once.  Wait for room,
+            # as a line connection stops reading (and give up, as it does,
+            # after write_stall_timeout).
+            self._wait_for_room(request, self.factory._reactor().seconds())
+            return NOT_DONE_YET
+        return self._exchange(request)
+
+    def _wait_for_room(self, request: Request, since: float) -> None:
+        clock = self.factory._reactor()
+        if request.finished or request._disconnected:
+            return
+        if _unsent(request) <= self.factory.limits.max_unsent:
+            answer = self._exchange(request)
+            if answer is not NOT_DONE_YET:
+                request.write(answer)
+                request.finish()
+            return
+        stall = self.factory.limits.write_stall_timeout
+        if stall and clock.seconds() - since >= stall:
+            transport: Any = request.channel.transport
+            transport.abortConnection()
+            return
+        clock.callLater(_ROOM_POLL, self._wait_for_room, request, since)
+
+    def _exchange(self, request: Request) -> Any:
+        """Run one request body through a connection core of its own."""
         factory = self.factory
         limit = factory.limits.max_line_length
         data, length = _read_body(request, limit)
@@ -354,6 +385,12 @@ class JSONResource(Resource):
         proto.message_received(data, length)
         proto.readConnectionLost()  # the whole message is in: answer it, then close
         return NOT_DONE_YET
+
+
+def _unsent(request: Request) -> int:
+    """Reply bytes the connection of C{request} has not sent yet (0 when unknown)."""
+    channel = request.channel
+    return (unsent_bytes(channel.transport) or 0) if channel is not None else 0
 
 
 def _read_body(request: Request, limit: int) -> tuple[bytes, int | None]:

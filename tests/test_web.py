@@ -9,16 +9,18 @@ from typing import Any
 
 import pytest
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 
-from jsonservice import JSONService, RPCError
+from jsonservice import JSONServerFactory, JSONService, RPCError
 from jsonservice.demo import make_demo_service
 from jsonservice.service import CallContext
-from jsonservice.web import JSONResource, status_for
+from jsonservice.web import JSONResource, make_site, status_for
 
 try:
-    from tests.web_helpers import http_harness, request_bytes
+    from tests.web_helpers import HOST, PEER, HTTPHarness, http_harness, request_bytes
 except ImportError:  # pragma: no cover - tests/ on sys.path
-    from web_helpers import http_harness, request_bytes  # type: ignore[no-redef]
+    from web_helpers import HOST, PEER, HTTPHarness, http_harness, request_bytes  # type: ignore[no-redef]
 
 ECHO = b'{"jsonrpc":"2.0","method":"echo","params":[1],"id":1}'
 
@@ -363,3 +365,52 @@ def test_cross_origin_posts_are_refused(origin: bytes | None, allowed: list[str]
     assert response.status == status
     if status == 403:
         assert response.json["error"]["code"] == -32600
+
+
+class NeverReadTransport(StringTransport):
+    """What a TCP transport reports when its peer reads nothing: every byte written is unsent."""
+
+    offset = 0
+    _tempDataLen = 0
+    aborted = False
+
+    @property
+    def dataBuffer(self) -> bytes:
+        return self.io.getvalue()
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+        super().abortConnection()
+
+
+def test_pipelined_requests_wait_while_replies_are_unread() -> None:
+    """
+    A peer pipelining requests for big replies and reading none: each next
+    request waits until the output is under max_unsent (twisted.web would run
+    them all and queue every reply), and after write_stall_timeout the
+    connection is aborted.
+    """
+    service = make_demo_service()
+    ran: list[int] = []
+
+    @service.method
+    def big(n: int) -> str:
+        ran.append(n)
+        return "x" * n
+
+    clock = Clock()
+    factory = JSONServerFactory(service, clock=clock, max_unsent=10_000, write_stall_timeout=10)
+    h = HTTPHarness(make_site(factory), factory, clock, NeverReadTransport(HOST, PEER))
+    body = b'{"jsonrpc":"2.0","method":"big","params":[20000],"id":1}'
+    h.channel.dataReceived(request_bytes(body) * 20)
+    assert ran == [20000]  # the first reply is over max_unsent: the rest wait
+    clock.advance(5)
+    assert ran == [20000]
+    first = h.take()  # the peer reads: room again
+    assert len(first) == 1
+    assert first[0].json["result"] == "x" * 20000
+    clock.advance(0.1)
+    assert ran == [20000, 20000]
+    clock.advance(11)  # never read again: aborted after write_stall_timeout
+    assert h.transport.aborted
+    assert ran == [20000, 20000]
