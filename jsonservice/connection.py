@@ -395,6 +395,8 @@ class Connection(Replies):
         Decode one line (blank lines are ignored) and handle its value; a
         line that is not strict JSON is answered -32700.
         """
+        if not line:
+            return  # blank lines are ignored (and cost a flood next to nothing)
         exact = self._framer.may_need_exact
         if self._shapes:
             # handle_value's first step, done while decoding: most lines are
@@ -413,11 +415,12 @@ class Connection(Replies):
                 self._request(request.method, request.params, request.id)
                 return
             self._shapes = False
+        if line.isspace():
+            return
         try:
             value = loads(line, self._max_depth, exact)
         except ParseError as exc:
-            if line.strip():
-                self._reply_in_order(self._error_line(None, exc))
+            self._reply_in_order(self._error_line(None, exc))
             return
         if value.__class__ is dict and "jsonrpc" in value and self._own_values:
             self._shapes = True

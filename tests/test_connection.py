@@ -1383,6 +1383,31 @@ def test_blank_lines_are_ignored() -> None:
     assert host.lines == ["a"]
 
 
+def test_a_flood_of_blank_lines_never_reaches_the_decoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    Blank and whitespace lines are dropped before decoding: a peer sending
+    a megabyte of newlines (before authenticating, say) made the decoder
+    build and drop a parse error per line, about 100 times the cost of a
+    request.
+    """
+    import jsonservice.connection as connection_module
+
+    decoded: list[bytes] = []
+    real_loads = connection_module.loads
+
+    def counting_loads(data: bytes, *args: Any) -> Any:
+        decoded.append(data)
+        return real_loads(data, *args)
+
+    monkeypatch.setattr(connection_module, "loads", counting_loads)
+    core, host = make({"echo": echo}, message=lambda p, i, o: p[0])
+    core.receive_data(b"\n" * 5000 + b" \n" * 5000 + b"\r\n" * 5000 + b" \t \r" * 5000 + b'"a"\n')
+    core.receive_data(req("echo", [1], 1))
+    assert host.lines == ["a", result(1, [1])]
+    assert decoded[0] == b'"a"'
+    assert all(line.strip() for line in decoded)  # no blank line got there
+
+
 def test_unterminated_complete_value_is_answered_and_its_newline_is_not() -> None:
     core, host = make({"echo": echo}, message=lambda p, i, o: p[0])
     core.receive_data(req("echo", [1], 1).rstrip(b"\n"))
