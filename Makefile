@@ -6,8 +6,9 @@ PORT ?= 8080
 
 .PHONY: run test trial lint bench soak docs clean
 
-# `make run` installs only what serving needs; the other targets add the
-# test and development extras (tls and metrics included, so their tests run).
+# `make run` installs what serving needs (with --http and --metrics); the other
+# targets add the test and development extras (tls and metrics included, so their
+# tests run).
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 
@@ -16,11 +17,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(RUN_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[web,metrics]'
 	touch $@
 
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,dev,tls,metrics]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dev,tls,metrics,web]'
 	touch $@ $(RUN_STAMP)
 
 run: $(RUN_STAMP)

@@ -309,6 +309,11 @@ def _connecting(reactor: Any, description: str, factory: _ClientFactory) -> Defe
     except (ValueError, TypeError, KeyError) as exc:
         sys.stderr.write(f"jsonservice: bad endpoint description {description!r}: {exc}\n")
         return EXIT_USAGE
+    except OSError as exc:  # tls:...:trustRoots= naming a file, or nothing
+        reason = exc.strerror or exc.__class__.__name__
+        sys.stderr.write(f"jsonservice: bad endpoint description {description!r}: {reason}")
+        sys.stderr.write(" (trustRoots= wants a directory of PEM certificates)\n" if "trustRoots=" in description else "\n")
+        return EXIT_USAGE
     except (ImportError, NameError):  # Twisted's TLS endpoints without pyOpenSSL
         return _no_tls(description)
     connecting: Deferred[Any] = endpoint.connect(factory)

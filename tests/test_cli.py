@@ -379,6 +379,21 @@ async def test_bad_endpoint_description_exits_64(reactor: Any) -> None:
 
 
 @pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("where", ["file", "missing"])
+async def test_tls_trust_roots_that_are_not_a_directory_exit_64(reactor: Any, tmp_path: Any, where: str) -> None:
+    """trustRoots= names a directory: a file (or nothing) is one line, not a traceback."""
+    pytest.importorskip("OpenSSL", reason="the tls extra is not installed")
+    path = tmp_path / "ca.pem"
+    if where == "file":
+        path.write_text("not a directory\n")
+    result = await run_cli(reactor, "call", "-c", f"tls:127.0.0.1:1:trustRoots={path}", "ping")
+    assert result.code == 64, result
+    assert "trustRoots= wants a directory of PEM certificates" in result.err
+    assert "Traceback" not in result.err
+    assert len(result.err.strip().splitlines()) == 1
+
+
+@pytest_twisted.ensureDeferred
 async def test_timeout_exits_2_and_the_server_cancels(reactor: Any, server: Server) -> None:
     result = await run_cli(reactor, "call", "-c", server.endpoint, "--timeout", "0.5", "hang")
     assert (result.code, result.out) == (2, ""), result
