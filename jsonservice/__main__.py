@@ -312,7 +312,8 @@ def _connecting(reactor: Any, description: str, factory: _ClientFactory) -> Defe
     except OSError as exc:  # tls:...:trustRoots= naming a file, or nothing
         reason = exc.strerror or exc.__class__.__name__
         sys.stderr.write(f"jsonservice: bad endpoint description {description!r}: {reason}")
-        sys.stderr.write(" (trustRoots= wants a directory of PEM certificates)\n" if "trustRoots=" in description else "\n")
+        hint = " (trustRoots= wants a directory of PEM certificates)" if "trustRoots=" in description else ""
+        sys.stderr.write(hint + "\n")
         return EXIT_USAGE
     except (ImportError, NameError):  # Twisted's TLS endpoints without pyOpenSSL
         return _no_tls(description)

@@ -10,13 +10,14 @@ from io import BytesIO
 from typing import TYPE_CHECKING, Any, Final
 
 from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
 from twisted.web.server import Request, Site
 
 if TYPE_CHECKING:
-    from twisted.internet.interfaces import IDelayedCall
+    from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
     from .server import JSONServerFactory
 
@@ -104,6 +105,86 @@ class _DeadlineChannel(HTTPChannel):
             transport.abortConnection()
 
 
+class _Place:
+    """An HTTP connection's place under C{max_connections}: held while C{factory} is set."""
+
+    __slots__ = ("factory",)
+
+    def __init__(self, factory: JSONServerFactory | None) -> None:
+        self.factory = factory
+
+
+def count_channel(channel: Any, factory: JSONServerFactory) -> None:
+    """
+    Count C{channel} (what the site built, or the C{HTTPChannel} inside it,
+    which requests know as C{request.channel}) in C{factory.http_channels}
+    until it is lost or handed over.
+    """
+    place = getattr(channel, "jsonservice_place", None)
+    if place is None:
+        place = _Place(None)
+        lost = channel.connectionLost
+
+        def connection_lost(reason: Failure) -> None:
+            uncount_channel(channel)
+            lost(reason)
+
+        channel.connectionLost = connection_lost
+        channel.jsonservice_place = place
+        inner = getattr(channel, "_channel", None)
+        if inner is not None:
+            inner.jsonservice_place = place
+    if place.factory is None:
+        place.factory = factory
+        factory.http_channels += 1
+
+
+def uncount_channel(channel: Any) -> JSONServerFactory | None:
+    """
+    Stop counting C{channel} (closed, or taken over by a WebSocket session
+    that counts itself); the factory that counted it, if any.
+    """
+    place: _Place | None = getattr(channel, "jsonservice_place", None)
+    if place is None:
+        return None
+    factory = place.factory
+    if factory is not None:
+        place.factory = None
+        factory.http_channels -= 1
+    return factory
+
+
+class _BusyHTTP(Protocol):
+    """
+    An HTTP connection over the cap: once the client has sent something, a
+    503 with the -32001 body, then the close (closing first would make its
+    request bounce off as a reset); aborted if it sends nothing for a second.
+    """
+
+    def __init__(self, body: bytes, clock: IReactorTime) -> None:
+        self.body = body
+        self.clock = clock
+        self._timer: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        self._timer = self.clock.callLater(1.0, self.transport.abortConnection)  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._timer is None:
+            return
+        self._timer.cancel()
+        self._timer = None
+        head = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+        head += b"content-length: %d\r\nconnection: close\r\n\r\n" % len(self.body)
+        self.transport.write(head + self.body)  # type: ignore[union-attr]
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Failure = _DONE) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
 def _deadline_channel() -> Any:
     # What twisted.web's Site builds (a wrapper that can switch to HTTP/2
     # under TLS), around the channel with the deadline.
@@ -122,6 +203,19 @@ def harden_site(site: Site, factory: JSONServerFactory) -> Site:
     @return: C{site}.
     """
     limits = factory.limits
+    build = site.buildProtocol
+
+    def build_counted(addr: Any) -> Any:
+        # Every HTTP connection counts toward max_connections, idle
+        # keep-alive ones too: uncounted, they could use up the process's
+        # file descriptors (a WebSocket hands its count to its session).
+        if factory.refusing():
+            return _BusyHTTP(factory._busy_line, factory._reactor())
+        channel = build(addr)  # type: ignore[no-untyped-call]
+        count_channel(channel, factory)
+        return channel
+
+    site.buildProtocol = build_counted  # type: ignore[method-assign]
     site.protocol = _deadline_channel  # type: ignore[method-assign]
     site.requestFactory = BodyLimitedRequest
     site.max_body_size = limits.max_line_length  # type: ignore[attr-defined]

@@ -75,6 +75,9 @@ class JSONProtocol(Caller, LineReceiver):
     #: Whether the server factory logs this connection's opening and
     #: closing (an HTTP request's exchange is not logged: the site logs it).
     log_connection = True
+    #: Whether this connection counts toward C{max_connections} itself
+    #: (L{False}: an HTTP request's, whose connection is counted).
+    counted = True
 
     def __init__(
         self,

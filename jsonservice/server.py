@@ -92,6 +92,11 @@ class JSONServerFactory(JSONFactoryBase):
         if log_requests:
             self.add_observer(RequestLog())
         self.draining = False
+        #: Open HTTP connections of this factory's hardened sites: each
+        #: counts toward C{max_connections} (the JSONProtocol of a request
+        #: on it does not count again).
+        self.http_channels = 0
+        self._uncounted = 0
         self._refusing = False
         self._drained: list[Deferred[None]] = []
         self._abort_timer: IDelayedCall | None = None
@@ -110,7 +115,31 @@ class JSONServerFactory(JSONFactoryBase):
 
     def buildProtocol(self, addr: IAddress | None) -> Any:
         """A L{JSONProtocol}, or a refusal when over the cap or draining."""
-        count = len(self.connections)
+        if self.refusing():
+            return _Busy(self._busy_line)
+        return super().buildProtocol(addr)
+
+    def build_exchange(self, addr: IAddress | None) -> Any:
+        """
+        The L{JSONProtocol} of one HTTP request, on a connection the cap
+        already counts (L{http_channels}): refused only while draining.
+        """
+        if self.draining:
+            self._breached_cap()
+            return _Busy(self._busy_line)
+        proto = super().buildProtocol(addr)
+        if proto is not None:
+            proto.counted = False
+        return proto
+
+    def refusing(self) -> bool:
+        """
+        Whether a new connection is refused now: C{max_connections} are
+        open (line and WebSocket connections, and every HTTP connection of
+        a site built by L{harden_site<jsonservice.harden.harden_site>}, idle
+        keep-alive ones included), or the server is draining.
+        """
+        count = len(self.connections) - self._uncounted + self.http_channels
         limit = self.limits.max_connections
         if self._refusing and count < limit * RESUME_BELOW:
             self._refusing = False
@@ -119,14 +148,19 @@ class JSONServerFactory(JSONFactoryBase):
             self._refusing = True
             _log.warn("Connection limit {limit} reached: refusing new connections", limit=limit)
         if self._refusing or self.draining:
-            for observer in self.observers:
-                observer.limit_breached(None, "max_connections")
-            return _Busy(self._busy_line)
-        return super().buildProtocol(addr)
+            self._breached_cap()
+            return True
+        return False
+
+    def _breached_cap(self) -> None:
+        for observer in self.observers:
+            observer.limit_breached(None, "max_connections")
 
     def connection_made(self, proto: JSONProtocol) -> None:
         """Log and count a new connection."""
         super().connection_made(proto)
+        if not proto.counted:
+            self._uncounted += 1
         if not proto.log_connection:
             return
         _log.info(
@@ -135,6 +169,8 @@ class JSONServerFactory(JSONFactoryBase):
 
     def connection_lost(self, proto: JSONProtocol) -> None:
         """Forget a closed connection; fire L{drain}'s Deferreds after the last."""
+        if not proto.counted and proto in self.connections:
+            self._uncounted -= 1
         super().connection_lost(proto)
         clock = self._reactor()
         if proto.log_connection:

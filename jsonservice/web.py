@@ -362,7 +362,7 @@ class JSONResource(Resource):
         limit = factory.limits.max_line_length
         data, length = _read_body(request, limit)
         exchange = _Exchange(request)
-        proto: Any = factory.buildProtocol(exchange.getPeer())
+        proto: Any = factory.build_exchange(exchange.getPeer())
         if proto is None:  # pragma: no cover - JSONServerFactory always builds one
             request.setResponseCode(503)
             return b""

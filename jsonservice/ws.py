@@ -304,7 +304,27 @@ def websocket_resource(factory: JSONServerFactory | JSONService, **kwargs: Any) 
     connections of a L{JSONWebSocketFactory} (mounted at C{/ws} by
     L{make_site<jsonservice.web.make_site>}).
     """
-    return WebSocketResource(JSONWebSocketFactory(factory, **kwargs))  # type: ignore[no-untyped-call]
+    return _CountedWebSocketResource(JSONWebSocketFactory(factory, **kwargs))  # type: ignore[no-untyped-call]
+
+
+class _CountedWebSocketResource(WebSocketResource):
+    """
+    Hands the HTTP connection's place under C{max_connections} to the
+    WebSocket session it becomes (the session counts itself; the HTTP
+    channel never hears of the connection again).
+    """
+
+    def render(self, request: Any) -> Any:
+        from .harden import count_channel, uncount_channel
+
+        channel = request.channel
+        # Before: the session is built (and checked against the cap) inside.
+        factory = uncount_channel(channel)
+        try:
+            return super().render(request)  # type: ignore[no-untyped-call]
+        finally:
+            if factory is not None and channel.transport is not None:
+                count_channel(channel, factory)  # not taken over: still HTTP
 
 
 class _ClientProtocol(_Carrier, WebSocketClientProtocol):  # type: ignore[misc]

@@ -380,7 +380,7 @@ async def test_bad_endpoint_description_exits_64(reactor: Any) -> None:
 
 @pytest_twisted.ensureDeferred
 @pytest.mark.parametrize("where", ["file", "missing"])
-async def test_tls_trust_roots_that_are_not_a_directory_exit_64(reactor: Any, tmp_path: Any, where: str) -> None:
+async def test_tls_trust_roots_not_a_directory_exit_64(reactor: Any, tmp_path: Any, where: str) -> None:
     """trustRoots= names a directory: a file (or nothing) is one line, not a traceback."""
     pytest.importorskip("OpenSSL", reason="the tls extra is not installed")
     path = tmp_path / "ca.pem"

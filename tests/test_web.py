@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 
 from jsonservice import JSONServerFactory, JSONService, RPCError
 from jsonservice.demo import make_demo_service
@@ -18,9 +20,16 @@ from jsonservice.service import CallContext
 from jsonservice.web import JSONResource, make_site, status_for
 
 try:
-    from tests.web_helpers import HOST, PEER, HTTPHarness, http_harness, request_bytes
+    from tests.web_helpers import HOST, PEER, HTTPHarness, http_harness, parse_responses, request_bytes
 except ImportError:  # pragma: no cover - tests/ on sys.path
-    from web_helpers import HOST, PEER, HTTPHarness, http_harness, request_bytes  # type: ignore[no-redef]
+    from web_helpers import (  # type: ignore[no-redef]
+        HOST,
+        PEER,
+        HTTPHarness,
+        http_harness,
+        parse_responses,
+        request_bytes,
+    )
 
 ECHO = b'{"jsonrpc":"2.0","method":"echo","params":[1],"id":1}'
 
@@ -414,3 +423,55 @@ def test_pipelined_requests_wait_while_replies_are_unread() -> None:
     clock.advance(11)  # never read again: aborted after write_stall_timeout
     assert h.transport.aborted
     assert ran == [20000, 20000]
+
+
+def test_idle_http_connections_count_toward_max_connections() -> None:
+    """
+    Every HTTP connection counts once, idle keep-alive ones too (uncounted,
+    they could use up the file descriptors): past the cap a new one gets 503
+    with -32001, and a line connection is refused as well.
+    """
+    clock = Clock()
+    factory = JSONServerFactory(make_demo_service(), clock=clock, max_connections=3)
+    site = make_site(factory)
+    site.doStart()
+    channels = []
+    for _ in range(3):
+        transport = StringTransport(HOST, PEER)
+        channel = site.buildProtocol(PEER)
+        channel.makeConnection(transport)
+        channels.append((channel, transport))
+    assert factory.http_channels == 3
+    # A request on a counted connection is not refused, nor counted again.
+    channel, transport = channels[0]
+    channel.dataReceived(request_bytes(ECHO))
+    assert b'"result":1' in transport.value()
+    refused = StringTransport(HOST, PEER)
+    site.buildProtocol(PEER).makeConnection(refused)
+    assert refused.value() == b""  # it answers once the client has spoken
+    assert factory.buildProtocol(PEER).__class__.__name__ == "_Busy"
+    channel.connectionLost(Failure(ConnectionDone()))
+    assert factory.http_channels == 2
+    assert factory.buildProtocol(PEER).__class__.__name__ == "JSONProtocol"
+    site.doStop()
+
+
+def test_busy_http_answers_503_then_closes() -> None:
+    clock = Clock()
+    factory = JSONServerFactory(make_demo_service(), clock=clock, max_connections=1)
+    site = make_site(factory)
+    site.doStart()
+    site.buildProtocol(PEER).makeConnection(StringTransport(HOST, PEER))
+    busy = site.buildProtocol(PEER)
+    transport = StringTransport(HOST, PEER)
+    busy.makeConnection(transport)
+    busy.dataReceived(request_bytes(ECHO))
+    [response] = parse_responses(transport.value())
+    assert (response.status, response.json["error"]["code"]) == (503, -32001)
+    assert transport.disconnecting
+    silent = site.buildProtocol(PEER)
+    quiet = StringTransport(HOST, PEER)
+    silent.makeConnection(quiet)
+    clock.advance(1)
+    assert quiet.disconnecting  # said nothing: aborted
+    site.doStop()
