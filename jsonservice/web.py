@@ -22,6 +22,7 @@ C{POST /rpc}, the WebSocket at C{/ws} (L{jsonservice.ws}), C{GET
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
@@ -121,7 +122,9 @@ def parse_bearer(header: bytes) -> bytes:
     return token.strip() if scheme.lower() == b"bearer" else b""
 
 
-def origin_allowed(origin: str | None, host: str | None, allowed: Collection[str] | None = None) -> bool:
+def origin_allowed(
+    origin: str | None, host: str | None, allowed: Collection[str] | None = None, loopback: bool = False
+) -> bool:
     """
     Whether a browser's request from C{origin} may be served: requests
     without an C{Origin} header (curl, programs) may; a browser's only from
@@ -130,13 +133,43 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Collection[str
     user visits could call the service from the user's browser: a
     cross-site C{POST} needs no preflight, and WebSockets are not subject
     to the same-origin policy at all.
+
+    @param loopback: the request came to a loopback address.  Then the
+        page's own origin must be named as a loopback host too
+        (C{localhost}, C{127.0.0.1}, C{[::1]}): a page whose own name an
+        attacker re-pointed at 127.0.0.1 (DNS rebinding) is the same
+        origin by name, but not the same machine.
     """
     if origin is None:
         return True
     if allowed is not None and ("*" in allowed or origin in allowed):
         return True
-    netloc = urlsplit(origin).netloc if origin != "null" else ""
-    return bool(netloc) and host is not None and netloc.lower() == host.strip().lower()
+    parts = urlsplit(origin) if origin != "null" else None
+    if parts is None or not parts.netloc or host is None or parts.netloc.lower() != host.strip().lower():
+        return False
+    return not loopback or _loopback_name(parts.hostname)
+
+
+def _loopback_name(hostname: str | None) -> bool:
+    if hostname is None:
+        return False
+    if hostname == "localhost" or hostname.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def is_loopback(address: object) -> bool:
+    """Whether C{address} (a Twisted address) is a loopback IP address."""
+    host = getattr(address, "host", None)
+    if not isinstance(host, str):
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def token_ok(expected: bytes | None, given: bytes | None) -> bool:
@@ -324,7 +357,10 @@ class JSONResource(Resource):
         origin = request.getHeader(b"origin")
         host = request.getHeader(b"host")
         if origin is not None and not origin_allowed(
-            origin.decode("latin-1"), host.decode("latin-1") if host else None, self.allowed_origins
+            origin.decode("latin-1"),
+            host.decode("latin-1") if host else None,
+            self.allowed_origins,
+            is_loopback(request.getHost()),
         ):
             request.setResponseCode(403)
             request.setHeader(b"content-type", _JSON)

@@ -51,7 +51,7 @@ except ImportError as _exc:  # pragma: no cover - the extra is installed in test
 
 from .protocol import JSONProtocol
 from .server import JSONServerFactory
-from .web import origin_allowed, parse_bearer
+from .web import is_loopback, origin_allowed, parse_bearer
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IAddress
@@ -229,7 +229,8 @@ class _ServerProtocol(_Carrier, WebSocketServerProtocol):  # type: ignore[misc]
         is a wrong C{Authorization: Bearer} token (401).
         """
         origin = request.headers.get("origin")
-        if not origin_allowed(origin, request.headers.get("host"), self.factory.allowed_origins):
+        loopback = is_loopback(self.transport.getHost())  # type: ignore[union-attr]
+        if not origin_allowed(origin, request.headers.get("host"), self.factory.allowed_origins, loopback):
             raise ConnectionDeny(403, "cross-origin WebSocket refused")  # type: ignore[no-untyped-call]
         expected = self.factory.json_factory.auth_token
         header = request.headers.get("authorization")

@@ -475,3 +475,25 @@ def test_busy_http_answers_503_then_closes() -> None:
     clock.advance(1)
     assert quiet.disconnecting  # said nothing: aborted
     site.doStop()
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        (b"127.0.0.1:8081", 200),
+        (b"localhost:8081", 200),
+        (b"[::1]:8081", 200),
+        (b"evil.example:8081", 403),  # a page whose name was re-pointed at 127.0.0.1
+    ],
+)
+def test_dns_rebinding_is_refused_on_loopback(host: bytes, status: int) -> None:
+    """
+    DNS rebinding: an attacker's page re-points its own name at 127.0.0.1,
+    so its Origin and the Host its browser sends agree.  On a loopback
+    listener the page's name must be a loopback one.
+    """
+    h = http_harness(make_demo_service())
+    origin = b"http://" + host
+    raw = request_bytes(ECHO, headers={b"Origin": origin}).replace(b"Host: 127.0.0.1", b"Host: " + host)
+    [response] = h.send(raw)
+    assert response.status == status
