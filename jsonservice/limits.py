@@ -144,7 +144,10 @@ LIMIT_HELP: dict[str, str] = {
     "shutdown_grace": "seconds in-flight requests get to finish on shutdown",
     "call_timeout": "seconds this side waits for the reply to its own calls (0 = forever)",
     "auth_timeout": "seconds a connection has to authenticate when a token is required",
-    "max_buffered": "bytes buffered and queued over all connections; past it the heaviest readers pause",
+    "max_buffered": (
+        "bytes buffered, queued and running (2 KiB a request) over all connections;"
+        " past it the heaviest readers pause"
+    ),
     "max_subscriptions": "topics one connection may subscribe to (rpc.subscribe); more get -32001",
     "max_event_backlog": "unsent output bytes past which a connection's events are dropped and counted",
 }

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jsonservice.auth import AuthGate
-from jsonservice.connection import CANCEL_METHOD, Connection, Task, quote
+from jsonservice.connection import CANCEL_METHOD, RUNNING_COST, Connection, Task, quote
 from jsonservice.errors import (
     InternalError,
     InvalidParams,
@@ -613,6 +613,17 @@ def test_plain_replies_keep_arrival_order_when_pending_ones_finish_out_of_order(
     assert core.held_bytes == 0
 
 
+def test_running_requests_count_in_held_bytes() -> None:
+    """Requests still running hold memory (Deferred, params, timer): they count toward max_buffered."""
+    laters = Laters()
+    core, _ = make(message=laters.message, max_in_flight=1000)
+    core.receive_data(b"".join(b'{"later":"%d"}\n' % i for i in range(10)))
+    assert core.held_bytes == 10 * RUNNING_COST
+    for i in range(10):
+        laters[str(i)].succeed(i)
+    assert core.held_bytes == 0
+
+
 def test_plain_pending_returning_none_keeps_the_order_and_sends_nothing() -> None:
     laters = Laters()
     core, host = make(message=laters.message)
@@ -626,7 +637,7 @@ def test_plain_replies_behind_a_pending_one_are_coalesced_and_held() -> None:
     core, host = make(message=laters.message, max_unsent=100, max_in_flight=1000)
     core.receive_data(b'{"later":"a"}\n')
     base = core.held_bytes
-    assert base == 0
+    assert base == RUNNING_COST  # the one running
     reply = json.dumps("m" * 20).encode() + b"\n"  # 23 bytes a reply
     for k in range(5):
         core.receive_data(reply)

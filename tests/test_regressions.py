@@ -203,6 +203,38 @@ def test_memory_budget_pauses_the_heaviest_readers_and_resumes() -> None:
     assert factory.budget.total < 1000
 
 
+def test_running_requests_count_in_the_memory_budget() -> None:
+    """
+    Requests still running hold memory (the attack run: 200 connections x
+    1,000 hanging calls, +700 MB): they count toward max_buffered, so a peer
+    piling them up stops being read while a light one is still served.
+    """
+    clock = Clock()
+    service = _service()
+    hanging: list[Deferred[Any]] = []
+    service.add_method("hang", lambda: hanging.append(Deferred()) or hanging[-1])
+    factory = JSONServerFactory(
+        service, clock=clock, max_buffered=64 * 1024, idle_timeout=0, max_in_flight=1000
+    )
+    heavy = factory.buildProtocol(None)
+    heavy_transport = StringTransport()
+    heavy.makeConnection(heavy_transport)
+    light = factory.buildProtocol(None)
+    light_transport = StringTransport()
+    light.makeConnection(light_transport)
+    for i in range(60):
+        if heavy_transport.producerState == "producing":
+            heavy.dataReceived(_request("hang", [], i))
+    assert heavy_transport.producerState == "paused"
+    assert 32 <= len(hanging) < 60  # stopped near 64 KiB of running requests
+    light.dataReceived(_request("echo", ["still served"], 1))
+    assert _lines(light_transport.value()) == [{"jsonrpc": "2.0", "result": "still served", "id": 1}]
+    for d in hanging:
+        d.callback(None)
+    clock.advance(1)  # the budget's recount
+    assert heavy_transport.producerState == "producing"
+
+
 # -- bounded logs and labels --------------------------------------------------------------
 
 
