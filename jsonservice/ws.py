@@ -296,6 +296,10 @@ def _options(factory: Any, json_factory: JSONFactoryBase) -> None:
         closeHandshakeTimeout=HANDSHAKE_TIMEOUT,
         # Idle connections are the JSON protocol's idle_timeout to close.
         autoPingInterval=0,
+        # A protocol error (a text message that is not UTF-8) is answered
+        # with its close frame (1007...), not a bare TCP reset: the peer
+        # learns why.  The close handshake timeout still bounds the wait.
+        failByDrop=False,
     )
 
 

@@ -394,3 +394,40 @@ async def test_idle_websocket_is_closed() -> None:
         await server.stop()
     assert frame[0] == 0x88  # FIN + close
     assert int.from_bytes(frame[2:4], "big") == 1000
+
+
+@pytest_twisted.ensureDeferred
+async def test_text_message_that_is_not_utf8_gets_close_1007() -> None:
+    """RFC 6455: a text message that is not UTF-8 fails the connection with close code 1007 (not a reset)."""
+    server = await started()
+
+    def raw(port: int) -> bytes:
+        import socket
+
+        with socket.create_connection(("127.0.0.1", port), timeout=STEP) as sock:
+            sock.sendall(
+                b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(4096)
+            assert head.startswith(b"HTTP/1.1 101"), head
+            rest = head.split(b"\r\n\r\n", 1)[1]
+            mask = b"\x01\x02\x03\x04"
+            payload = b"\xff\xfe"
+            masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+            sock.sendall(b"\x81" + bytes([0x80 | len(payload)]) + mask + masked)  # FIN, text, masked
+            while len(rest) < 4:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                rest += chunk
+            return rest
+
+    try:
+        frame = await within(deferToThread(raw, server.port.getHost().port))
+    finally:
+        await server.stop()
+    assert frame[0] == 0x88, frame  # a close frame
+    assert int.from_bytes(frame[2:4], "big") == 1007, frame
