@@ -68,6 +68,7 @@ class TwistedHost:
     def _done(self, value: Any, task: Task) -> None:
         self._stop(task)
         self._proto._core.complete(task, value)
+        self._recharge()
 
     def _failed(self, failure: Failure, task: Task) -> None:
         reason = self._stop(task)
@@ -80,6 +81,15 @@ class TwistedHost:
         else:
             error = failure
         self._proto._core.fail(task, error)
+        self._recharge()
+
+    def _recharge(self) -> None:
+        # A finished request no longer counts in the server-wide budget,
+        # even when it wrote nothing (a notification).
+        proto = self._proto
+        budget = proto._budget
+        if budget is not None and proto in budget.charged:
+            budget.charge(proto)
 
     @staticmethod
     def _stop(task: Task) -> Any:

@@ -231,8 +231,24 @@ def test_running_requests_count_in_the_memory_budget() -> None:
     assert _lines(light_transport.value()) == [{"jsonrpc": "2.0", "result": "still served", "id": 1}]
     for d in hanging:
         d.callback(None)
-    clock.advance(1)  # the budget's recount
     assert heavy_transport.producerState == "producing"
+    assert factory.budget.total < 1000  # finished requests are uncharged at once
+
+
+def test_finished_notifications_leave_the_memory_budget() -> None:
+    """A request that writes nothing when it ends (a notification) is uncharged too."""
+    clock = Clock()
+    service = _service()
+    hanging: list[Deferred[Any]] = []
+    service.add_method("hang", lambda: hanging.append(Deferred()) or hanging[-1])
+    factory = JSONServerFactory(service, clock=clock, idle_timeout=0)
+    proto = factory.buildProtocol(None)
+    proto.makeConnection(StringTransport())
+    proto.dataReceived(b"".join(b'{"jsonrpc":"2.0","method":"hang"}\n' for _ in range(5)))
+    assert factory.budget.total == 5 * 2048
+    for d in hanging:
+        d.callback(None)
+    assert factory.budget.total == 0
 
 
 # -- bounded logs and labels --------------------------------------------------------------
