@@ -376,7 +376,7 @@ class Connection(Replies):
                 ):
                     del queue[index]
                     self._queue_bytes -= len(line)
-                    self.value_handler(value)
+                    self._value_handler(value)
                     continue
             index += 1
         self._peeked = index
@@ -433,7 +433,7 @@ class Connection(Replies):
             return
         if value.__class__ is dict and "jsonrpc" in value and self._own_values:
             self._shapes = True
-        self.value_handler(value)
+        self._value_handler(value)
 
     def _too_long(self, event: LineTooLong) -> None:
         self._host.breached("max_line_length")
@@ -757,7 +757,7 @@ class Connection(Replies):
             self._reply_in_order(self._error_line(None, exc))
             return
         framer.take_partial()
-        self.value_handler(value)
+        self._value_handler(value)
 
 
 def _no_message_handler(service: object) -> RPCError:
