@@ -27,6 +27,7 @@ from jsonservice import JSONServerFactory, JSONService
 from jsonservice.limits import REDIS_TIMEOUT
 from jsonservice.pubsub import PubSubUnavailable
 from jsonservice.redis import RETRY_INITIAL, RedisAddress, RedisBackend, parse_redis_url
+from jsonservice.redisconn import RETRY_MAX
 from jsonservice.resp import RedisError, RespParser, encode_command
 from jsonservice.testing import MemoryServer
 
@@ -255,7 +256,8 @@ def test_redis_down_publish_fails_at_once_requests_go_on_and_it_comes_back() -> 
     # Redis is back: both connections return, every subscription is restored.
     setup.redis.up = True
     setup.redis.commands.clear()
-    setup.advance(6)
+    # The next attempt is at most RETRY_MAX plus a quarter of jitter away.
+    setup.advance(RETRY_MAX * 1.25 + 0.1)
     assert setup.backend.connected
     [subscribe] = [c for c in setup.redis.commands if c[0] == b"SUBSCRIBE"]
     assert sorted(subscribe[1:]) == [b"jsonservice:0:later", b"jsonservice:0:t"]
