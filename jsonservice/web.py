@@ -398,7 +398,13 @@ class JSONResource(Resource):
         limit = factory.limits.max_line_length
         data, length = _read_body(request, limit)
         exchange = _Exchange(request)
-        proto: Any = factory.build_exchange(exchange.getPeer())
+        # On a site of harden_site the connection already counts toward
+        # max_connections; on any other site the request itself counts.
+        place = getattr(request.channel, "jsonservice_place", None)
+        if place is not None and place.factory is factory:
+            proto: Any = factory.build_exchange(exchange.getPeer())
+        else:
+            proto = factory.buildProtocol(exchange.getPeer())
         if proto is None:  # pragma: no cover - JSONServerFactory always builds one
             request.setResponseCode(503)
             return b""

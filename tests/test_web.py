@@ -497,3 +497,25 @@ def test_dns_rebinding_is_refused_on_loopback(host: bytes, status: int) -> None:
     raw = request_bytes(ECHO, headers={b"Origin": origin}).replace(b"Host: 127.0.0.1", b"Host: " + host)
     [response] = h.send(raw)
     assert response.status == status
+
+
+def test_requests_count_toward_max_connections_on_a_site_without_harden_site() -> None:
+    """Mounted in a plain twisted.web Site, each running request still counts toward the cap."""
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    service, running = slow_service()
+    clock = Clock()
+    factory = JSONServerFactory(service, clock=clock, max_connections=1)
+    root = Resource()
+    root.putChild(b"rpc", JSONResource(factory))
+    site = Site(root)
+    h = HTTPHarness(site, factory, clock)
+    other = HTTPHarness(site, factory, clock)
+    assert h.send(request_bytes(b'{"jsonrpc":"2.0","method":"slow","id":1}')) == []
+    [refused] = other.send(request_bytes(ECHO))
+    assert (refused.status, refused.json["error"]["code"]) == (503, -32001)
+    running[0].callback("done")
+    [answered] = h.take()
+    assert answered.json["result"] == "done"
+    assert other.post(ECHO).json["result"] == 1
