@@ -5,73 +5,41 @@ L{StringTransport} with a L{Clock} — real twisted.web parsing, no ports.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from jsonservice import JSONServerFactory, JSONService, RPCError
+from jsonservice import JSONServerFactory
 from jsonservice.demo import make_demo_service
 from jsonservice.service import CallContext
 from jsonservice.web import JSONResource, make_site, status_for
 
 try:
-    from tests.web_helpers import HOST, PEER, HTTPHarness, http_harness, parse_responses, request_bytes
+    from tests.web_helpers import (
+        HOST,
+        PEER,
+        HTTPHarness,
+        Recorder,
+        http_harness,
+        parse_responses,
+        request_bytes,
+        slow_service,
+    )
 except ImportError:  # pragma: no cover - tests/ on sys.path
     from web_helpers import (  # type: ignore[no-redef]
         HOST,
         PEER,
         HTTPHarness,
+        Recorder,
         http_harness,
         parse_responses,
         request_bytes,
+        slow_service,
     )
 
 ECHO = b'{"jsonrpc":"2.0","method":"echo","params":[1],"id":1}'
-
-
-class Recorder:
-    """A request observer (what metrics implement)."""
-
-    def __init__(self) -> None:
-        self.done: list[tuple[str, str]] = []
-        self.breached: list[str] = []
-
-    def request_done(self, proto: Any, method: str, outcome: str, seconds: float) -> None:
-        self.done.append((method, outcome))
-
-    def limit_breached(self, proto: Any, limit: str) -> None:
-        self.breached.append(limit)
-
-
-def slow_service() -> tuple[JSONService, list[Deferred[Any]]]:
-    service = make_demo_service()
-    running: list[Deferred[Any]] = []
-
-    @service.method
-    def slow() -> Deferred[Any]:
-        d: Deferred[Any] = Deferred()
-        running.append(d)
-        return d
-
-    @service.method
-    def fail() -> None:
-        raise RuntimeError("boom")
-
-    @service.method
-    def refuse() -> None:
-        raise RPCError(7, "no funds", {"balance": 0})
-
-    @service.method(context=True)
-    def chatty(ctx: CallContext) -> str:
-        ctx.notify("note", 1)
-        return "done"
-
-    return service, running
 
 
 def test_request_answered_as_json() -> None:

@@ -21,12 +21,11 @@ from websockets.sync.client import connect as ws_connect
 
 import jsonservice
 from jsonservice import CallContext, JSONService, RPCError
-from jsonservice.demo import make_demo_service
 
 try:
-    from tests.web_helpers import STEP, WebServer, within
+    from tests.web_helpers import STEP, Recorder, WebServer, slow_service, within
 except ImportError:  # pragma: no cover - tests/ on sys.path
-    from web_helpers import STEP, WebServer, within  # type: ignore[no-redef]
+    from web_helpers import STEP, Recorder, WebServer, slow_service, within  # type: ignore[no-redef]
 
 
 def rpc(method: str, params: Any = None, id_: Any = None) -> str:
@@ -39,14 +38,7 @@ def rpc(method: str, params: Any = None, id_: Any = None) -> str:
 
 
 def ws_service() -> JSONService:
-    service = make_demo_service()
-    running: list[Deferred[Any]] = []
-
-    @service.method
-    def slow() -> Deferred[Any]:
-        d: Deferred[Any] = Deferred()
-        running.append(d)
-        return d
+    service, _ = slow_service()
 
     @service.method(context=True)
     async def add_at_client(ctx: CallContext, a: int, b: int) -> Any:
@@ -183,16 +175,9 @@ async def test_a_peer_that_does_not_read_is_backpressured(reactor: Any) -> None:
     """
     count, size = 200, 32 * 1024
     server = await started(max_unsent=128 * 1024)
-    breaches: list[str] = []
-
-    class Watch:
-        def request_done(self, *args: Any) -> None:
-            pass
-
-        def limit_breached(self, proto: Any, limit: str) -> None:
-            breaches.append(limit)
-
-    server.factory.add_observer(Watch())
+    recorder = Recorder()
+    breaches = recorder.breached
+    server.factory.add_observer(recorder)
     go = threading.Event()
     payload = "y" * size
 
@@ -323,16 +308,9 @@ async def test_cross_origin_websocket_is_refused() -> None:
 async def test_unfinished_messages_count_in_the_server_wide_budget(reactor: Any) -> None:
     """A message that never ends holds bytes like an unfinished line: past max_buffered, its reader pauses."""
     server = await started(max_buffered=64 * 1024)
-    breaches: list[str] = []
-
-    class Watch:
-        def request_done(self, *args: Any) -> None:
-            pass
-
-        def limit_breached(self, proto: Any, limit: str) -> None:
-            breaches.append(limit)
-
-    server.factory.add_observer(Watch())
+    recorder = Recorder()
+    breaches = recorder.breached
+    server.factory.add_observer(recorder)
     sock = socket.create_connection(("127.0.0.1", server.port.getHost().port), timeout=STEP)
 
     def start_a_message() -> bytes:

@@ -11,12 +11,15 @@ from typing import Any
 
 import orjson
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.web.server import Site
 
+from jsonservice.demo import make_demo_service
+from jsonservice.errors import RPCError
 from jsonservice.server import JSONServerFactory
-from jsonservice.service import JSONService
+from jsonservice.service import CallContext, JSONService
 from jsonservice.web import make_site
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40000)
@@ -150,3 +153,43 @@ class WebServer:
                 return
             await deferLater(self.reactor, 0.01, lambda: None)
         raise AssertionError(f"connections left open: {self.factory.connections}")
+
+
+class Recorder:
+    """A request observer (what metrics implement)."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[str, str]] = []
+        self.breached: list[str] = []
+
+    def request_done(self, proto: Any, method: str, outcome: str, seconds: float) -> None:
+        self.done.append((method, outcome))
+
+    def limit_breached(self, proto: Any, limit: str) -> None:
+        self.breached.append(limit)
+
+
+def slow_service() -> tuple[JSONService, list[Deferred[Any]]]:
+    service = make_demo_service()
+    running: list[Deferred[Any]] = []
+
+    @service.method
+    def slow() -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        running.append(d)
+        return d
+
+    @service.method
+    def fail() -> None:
+        raise RuntimeError("boom")
+
+    @service.method
+    def refuse() -> None:
+        raise RPCError(7, "no funds", {"balance": 0})
+
+    @service.method(context=True)
+    def chatty(ctx: CallContext) -> str:
+        ctx.notify("note", 1)
+        return "done"
+
+    return service, running
