@@ -22,6 +22,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._mypyc import compiled
     from .client import JSONClientFactory, ReconnectingClient, connect
     from .errors import (
         BatchTooLarge,
@@ -70,6 +71,7 @@ _WHERE = {
     "CallContext": "service",
     "JSONService": "service",
     "ConversionError": "typed",
+    "compiled": "_mypyc",
 }
 
 __all__ = [
@@ -97,6 +99,7 @@ __all__ = [
     "ServerBusy",
     "Unauthorized",
     "__version__",
+    "compiled",
     "connect",
 ]
 

@@ -104,7 +104,7 @@ _UNDERFLOW: Final = re.compile(rb"[0-9][eE]-0*[1-9][0-9][0-9]")
 # A string once its escapes are gone (an unclosed one runs to the end).
 _PLAIN_STRING: Final = re.compile(rb'"[^"]*(?:"|\Z)')
 _NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
-_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+_SURROGATE: Final = re.compile(f"[{chr(0xD800)}-{chr(0xDFFF)}]")
 # Where a lone surrogate can come from once the input is valid UTF-8.
 _SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89a-fA-F]")
 _NON_FINITE: Final = "NaN and infinities cannot be written as JSON"
@@ -141,7 +141,9 @@ def may_need_exact(data: bytes) -> bool:
     and only lines of a read where it says yes are checked one by one.
     """
     numbers = data.translate(_NUMBER_CHARS)
-    return numbers.find(_LONG_RUN) != -1 or numbers.find(b"e-") != -1
+    # (A search for the two-byte "e-" is slow in text full of "e"s: a
+    # minus sign, rare in most traffic, is looked for first, by memchr.)
+    return numbers.find(_LONG_RUN) != -1 or (45 in numbers and numbers.find(b"e-") != -1)
 
 
 def _needs_exact(data: bytes) -> bool:

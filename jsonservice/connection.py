@@ -414,12 +414,14 @@ class Connection(Replies):
             # and takes the general path below; after such a line the
             # shapes are not tried again until a JSON-RPC message comes, so
             # a peer sending plain messages does not pay for two decodes.
+            # (Typed Any: the shapes' defaults lie outside their fields'
+            # types, which a compiled build of this module would check.)
             if self.calls:
-                success = decode_success(line, self._max_depth, exact)
+                success: Any = decode_success(line, self._max_depth, exact)
                 if success is not None and success.method is NO_ID and success.error is NO_ID:
                     self._success(success.id, success.result)
                     return
-            request = decode_request(line, self._max_depth, exact)
+            request: Any = decode_request(line, self._max_depth, exact)
             if request is not None:
                 self._request(request.method, request.params, request.id)
                 return

@@ -156,7 +156,6 @@ class Framer:
         its line end, or a L{LineTooLong} in the place of a line over the
         limit.
         """
-        out: list[bytes | LineTooLong] = []
         if self._after_cr and data:
             self._after_cr = False
             if data[0] == 10:  # the LF of a CRLF cut between two reads
@@ -169,7 +168,7 @@ class Framer:
             end = data.find(b"\n")
             if end < 0:
                 self.may_need_exact = big
-                return out
+                return []
             data = data[end + 1 :]
             self._discarding = False
         parts = self._parts
@@ -178,6 +177,7 @@ class Framer:
             big = self._parts_exact or may_need_exact(self._tail + data[:18])
         self.may_need_exact = big
         if 10 not in data:  # no line ends here
+            out: list[bytes | LineTooLong] = []
             if data:
                 self._append(data)
                 self._parts_exact = big
@@ -186,30 +186,31 @@ class Framer:
                     self._drop_partial(discard_rest=True)
             return out
         lines: list[Any] = data.split(b"\n")
+        rest = lines.pop()
         if parts:
+            # The unfinished line ends in this read: forget its state.
             parts.append(lines[0])
             lines[0] = b"".join(parts)
-        rest = lines.pop()
-        self.buffered = size = len(rest)
-        if self._scanning:
-            self._reset_scan()
-        if size:
-            self._parts = [rest]
-            self._tail = rest[-18:]
-            self._parts_exact = big and may_need_exact(rest)
-            stripped = rest.rstrip(_WHITESPACE)
-            self._last = stripped[-1] if stripped else -1
-        else:
             self._parts = []
             self._tail = b""
             self._parts_exact = False
             self._last = -1
+            self.buffered = 0
+            if self._scanning:
+                self._reset_scan()
         limit = self.max_line_length
-        if max(map(len, lines)) > limit:
+        if len(data) + len(lines[0]) > limit and max(map(len, lines)) > limit:
             lines = [line if len(line) <= limit else LineTooLong(limit) for line in lines]
-        if size > limit:
-            lines.append(LineTooLong(limit))
-            self._drop_partial(discard_rest=True)
+        if rest:
+            self._parts = [rest]
+            self._tail = rest[-18:]
+            self._parts_exact = big and may_need_exact(rest)
+            self.buffered = size = len(rest)
+            stripped = rest.rstrip(_WHITESPACE)
+            self._last = stripped[-1] if stripped else -1
+            if size > limit:
+                lines.append(LineTooLong(limit))
+                self._drop_partial(discard_rest=True)
         return lines
 
     def _append(self, data: bytes) -> None:

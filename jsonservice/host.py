@@ -44,10 +44,12 @@ class TwistedHost:
         proto.bytes_sent += len(data)
         proto.transport.write(data)
         if proto._idle_timer is not None:
-            proto._last_active = proto.clock.seconds()  # messages out count as activity
-        proto._watch.check()
+            proto._last_active = proto._now()  # messages out count as activity
+        watch = proto._watch
+        if watch.backed_up:
+            watch.check()
         budget = proto._budget
-        if budget is not None and (proto._watch.backed_up or proto in budget.charged):
+        if budget is not None and (watch.backed_up or proto in budget.charged):
             budget.charge(proto)
 
     @staticmethod

@@ -96,6 +96,7 @@ class JSONProtocol(Caller, LineReceiver):
         self.state: dict[str, Any] = {}
         self.subscriptions: Subscriptions | None = None
         self._core = core = Connection(service, TwistedHost(self), self, limits)
+        self._framer = core.framer
         cls = type(self)
         if cls.lineReceived is not JSONProtocol.lineReceived:
             core.line_handler = self.lineReceived
@@ -182,7 +183,9 @@ class JSONProtocol(Caller, LineReceiver):
     def connectionMade(self) -> None:
         """Start the timers, watch the output, join the factory."""
         self._watch.register()
-        self.opened_at = self._last_active = self.clock.seconds()
+        #: The clock's time, looked up once (stamped at every read with a message).
+        self._now = self.clock.seconds
+        self.opened_at = self._last_active = self._now()
         if self.limits.idle_timeout:
             self._idle_timer = self.clock.callLater(self.limits.idle_timeout, self._check_idle)
         factory: Any = getattr(self, "factory", None)
@@ -216,7 +219,7 @@ class JSONProtocol(Caller, LineReceiver):
                 self.transport.abortConnection()  # type: ignore[union-attr]
                 return
         self.bytes_received += len(data)
-        framer = self._core.framer
+        framer = self._framer
         before = framer.buffered + len(data)
         self._core.receive_data(data)
         if not self.line_mode:
@@ -231,7 +234,7 @@ class JSONProtocol(Caller, LineReceiver):
         if self._idle_timer is not None and framer.buffered != before:
             # Only whole messages count as activity: a peer trickling
             # the bytes of a line it never ends is idle (slowloris).
-            self._last_active = self.clock.seconds()
+            self._last_active = self._now()
 
     def message_received(self, data: bytes, length: int | None = None) -> None:
         """
@@ -252,7 +255,7 @@ class JSONProtocol(Caller, LineReceiver):
         if budget is not None and (self._core.held_bytes or self in budget.charged):
             budget.charge(self)
         if self._idle_timer is not None:
-            self._last_active = self.clock.seconds()  # a whole message is activity
+            self._last_active = self._now()  # a whole message is activity
 
     def readConnectionLost(self) -> None:
         """The peer half-closed: answer everything it sent, then close."""

@@ -17,8 +17,6 @@ from .jsonrpc import Batch as BatchMessage
 from .limits import Limits
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from .interfaces import Host, ServiceTable, Waiter
 
 __all__ = ["WAITING", "Batch", "Replies", "quote"]
@@ -63,13 +61,31 @@ class Replies:
     _batches: int
     _discard: bool
     plain_waiters: deque[Waiter]
-    _write: Callable[[bytes], None]
-    _call: Callable[[str | None, Any, Any, Batch | None, int], Any]
-    _result_line: Callable[[Any, Any, str | None], bytes]
-    _error_line: Callable[[Any, RPCError], bytes]
-    _plain_line: Callable[[Any], bytes]
-    _response: Callable[[Response], None]
-    release: Callable[[str], None]
+    # The core's methods this half calls: stubs here (methods, not
+    # Callable attributes, so that a compiled build of the core, mypyc,
+    # sees them as methods).
+
+    def _write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _call(self, method: str | None, params: Any, id_: Any, batch: Batch | None, index: int) -> Any:
+        raise NotImplementedError
+
+    def _result_line(self, id_: Any, result: Any, method: str | None) -> bytes:
+        raise NotImplementedError
+
+    def _error_line(self, id_: Any, error: RPCError) -> bytes:
+        raise NotImplementedError
+
+    def _plain_line(self, value: Any) -> bytes:
+        raise NotImplementedError
+
+    def _response(self, response: Response) -> None:
+        raise NotImplementedError
+
+    def release(self, reason: str) -> None:
+        """Start requests again once no reason to hold is left (the core's)."""
+        raise NotImplementedError
 
     _running: dict[Any, Any]
 

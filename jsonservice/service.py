@@ -12,7 +12,6 @@ from __future__ import annotations
 import inspect
 import secrets
 from collections.abc import Callable, Iterator, Mapping
-from types import CoroutineType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from twisted.internet.defer import Deferred
@@ -22,6 +21,7 @@ from twisted.python.failure import Failure
 from .errors import InternalError, InvalidParams, InvalidRequest, MethodNotFound, RPCError
 from .jsonrpc import Id
 from .pubsub import EVENT_METHOD, SUBSCRIBE_METHOD, UNSUBSCRIBE_METHOD, Backend, PubSub, SubscribeCheck
+from .responders import general_responder, positional_responder
 from .typed import ParamConverter, resolve_hints
 from .typed_responders import rich_result_classes, typed_responder
 
@@ -208,38 +208,9 @@ class Handler:
         """
         if self.converter is not None or self.rich:
             return typed_responder(self, self.converter, self.rich, CallContext)
-        func, check, name = self.func, self.check, self.name
-        lo, hi = self.min_positional, self.max_positional
-        is_async = self.is_async
-
-        if self.fast and not is_async:
-
-            def respond(params: Any, id_: Any, owner: Any) -> Any:
-                if params.__class__ is list and lo <= len(params) <= hi:
-                    return func(*params)
-                check(params)
-                if params is None:
-                    return func()
-                return func(**params) if params.__class__ is dict else func(*params)
-
-            return respond
-
-        context = self.context
-
-        def respond_general(params: Any, id_: Any, owner: Any) -> Any:
-            check(params)
-            args: tuple[Any, ...] = (CallContext(owner, id_, name),) if context else ()
-            if params is None:
-                result = func(*args)
-            elif params.__class__ is dict:
-                result = func(*args, **params)
-            else:
-                result = func(*args, *params)
-            if is_async or result.__class__ is CoroutineType:
-                return Deferred.fromCoroutine(result)
-            return result
-
-        return respond_general
+        if self.fast and not self.is_async:
+            return positional_responder(self.func, self.check, self.min_positional, self.max_positional)
+        return general_responder(self.func, self.check, self.name, self.context, self.is_async, CallContext)
 
     def check(self, params: list[Any] | dict[str, Any] | None) -> None:
         """

@@ -17,6 +17,8 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
 
+from . import __version__
+from ._mypyc import compiled
 from .limits import LIMIT_HELP, Limits
 from .metrics import MULTIPROCESS_VARIABLE
 from .server import JSONServerFactory, JSONServerService
@@ -364,6 +366,10 @@ def load_service(spec: str | None) -> JSONService:
     return obj
 
 
+def _core_kind() -> str:
+    return "compiled (mypyc)" if compiled() else "pure-Python"
+
+
 def makeService(options: Options) -> IService:
     """Build the service twistd runs: listeners plus the drain on stop."""
     from twisted.internet import reactor
@@ -391,6 +397,9 @@ def makeService(options: Options) -> IService:
         ).setServiceParent(supervisor)  # type: ignore[no-untyped-call]
         return supervisor
     _warn_if_descriptors_short(options["limits"].max_connections)
+    Logger(namespace="jsonservice.server").info(
+        "jsonservice {version}, {core} core", version=__version__, core=_core_kind()
+    )
     factory = JSONServerFactory(
         options["service_object"],
         limits=options["limits"],

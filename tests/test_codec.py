@@ -21,6 +21,7 @@ import orjson
 import pytest
 
 from jsonservice import codec
+from jsonservice._mypyc import compiled
 from jsonservice.codec import (
     EncodeError,
     dumps,
@@ -742,6 +743,7 @@ def test_dumps_writes_what_orjson_writes_of_dataclasses() -> None:
     assert dumps((SlotBox(None), None)) == b'[{"value":null},null]'
 
 
+@pytest.mark.skipif(compiled(), reason="spies on a module function, which compiled code calls directly")
 def test_non_finite_walk_only_when_null_is_written(monkeypatch: pytest.MonkeyPatch) -> None:
     """The cheap guard stays: output without null costs no walk over the value."""
     calls: list[Any] = []

@@ -321,7 +321,7 @@ def test_unannotated_and_any_params_pass_unchanged() -> None:
     handler = service.methods["loose"]
     assert handler.converter is None
     # the very responder an unannotated handler always had
-    assert handler.respond.__name__ == "respond"
+    assert "positional_responder" in repr(handler.respond)
 
 
 def test_validation_can_be_turned_off_per_method() -> None:
