@@ -147,6 +147,12 @@ class Harness:
                 self.unavailable[name] = str(exc)
                 continue
             self.servers[name] = server
+            if name == "jsonservice":
+                # The server logs which core it runs (make bench builds the compiled one).
+                started = server.log_tail(4000)
+                core = "compiled (mypyc)" if "compiled (mypyc) core" in started else "pure-Python"
+                self.notes.append(f"jsonservice server: {core} core")
+                log(f"  jsonservice server: {core} core")
         for name, why in self.unavailable.items():
             self.notes.append(f"{LABELS[name]} skipped: {why}")
             log(f"  skip {name}: {why}")
