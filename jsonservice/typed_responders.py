@@ -15,15 +15,13 @@ import datetime
 import decimal
 import types
 import typing
-from collections.abc import Callable
-from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
-from twisted.internet.defer import Deferred
 
 from .codec import json_form
 from .interfaces import Responder
+from .responders import general_responder, positional_responder
 from .typed import is_pydantic_model
 
 if TYPE_CHECKING:
@@ -74,10 +72,6 @@ def rich_result_classes(annotation: Any) -> frozenset[type]:
     return frozenset(found)
 
 
-def _unchanged(params: Any) -> Any:
-    return params
-
-
 def typed_responder(
     handler: Handler, converter: ParamConverter | None, rich: frozenset[type], context_type: Any
 ) -> Responder:
@@ -89,45 +83,24 @@ def typed_responder(
         (see L{rich_result_classes}).
     @param context_type: L{CallContext<jsonservice.service.CallContext>}.
     """
-    func, check, name = handler.func, handler.check, handler.name
-    lo, hi = handler.min_positional, handler.max_positional
-    is_async = handler.is_async
-    convert_list: Callable[[Any], Any] = converter.convert_list if converter is not None else _unchanged
-    convert_dict: Callable[[Any], Any] = converter.convert_dict if converter is not None else _unchanged
+    convert_list = converter.convert_list if converter is not None else None
+    convert_dict = converter.convert_dict if converter is not None else None
+    if handler.fast and not handler.is_async and not rich:
+        lo, hi = handler.min_positional, handler.max_positional
+        return positional_responder(handler.func, handler.check, lo, hi, convert_list, convert_dict)
 
     def finish(result: Any) -> Any:
         # The result's JSON form now, or the encoder's retry does it later.
         return json_form(result) if result.__class__ in rich else result
 
-    if handler.fast and not is_async and not rich:
-
-        def respond_typed(params: Any, id_: Any, owner: Any) -> Any:
-            if params.__class__ is list and lo <= len(params) <= hi:
-                return func(*convert_list(params))
-            check(params)
-            if params is None:
-                return func()
-            return func(**convert_dict(params)) if params.__class__ is dict else func(*convert_list(params))
-
-        return respond_typed
-
-    context = handler.context
-
-    def respond_typed_general(params: Any, id_: Any, owner: Any) -> Any:
-        check(params)
-        args: tuple[Any, ...] = (context_type(owner, id_, name),) if context else ()
-        if params is None:
-            result = func(*args)
-        elif params.__class__ is dict:
-            result = func(*args, **convert_dict(params))
-        else:
-            result = func(*args, *convert_list(params))
-        if is_async or result.__class__ is CoroutineType:
-            result = Deferred.fromCoroutine(result)
-        if not rich:
-            return result
-        if isinstance(result, Deferred):
-            return result.addCallback(finish)
-        return finish(result)
-
-    return respond_typed_general
+    return general_responder(
+        handler.func,
+        handler.check,
+        handler.name,
+        handler.context,
+        handler.is_async,
+        context_type,
+        convert_list,
+        convert_dict,
+        finish if rich else None,
+    )
