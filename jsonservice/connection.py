@@ -66,6 +66,11 @@ FLUSH_AT: Final = 64 * 1024
 #: server-wide C{max_buffered} budget): measured at 1.5 to 3.5 KiB each.
 RUNNING_COST: Final = 2048
 
+#: How many of a peer's unexpected messages (responses to unknown ids, its
+#: error reports, cancellations of requests not running...) are logged per
+#: connection; past it, one line says the rest are not.
+LOGGED_PER_CONNECTION: Final = 20
+
 #: Results that are surely not pending (no need to ask the host).
 _JSON_TYPES: Final = frozenset({str, int, float, bool, type(None), list, dict})
 
@@ -112,6 +117,10 @@ class Connection(Replies):
         # many at the front were already searched for responses.
         self._queue: list[bytes | LineTooLong] = []
         self._queue_bytes = 0
+        # Whether a queued line may need the exact decoder: the framer's
+        # flag of every read whose lines are queued (a line held back keeps
+        # its own read's flag, not the latest read's).
+        self._exact = False
         self._peeked = 0
         self._pumping = False
         self._reading = True
@@ -138,6 +147,7 @@ class Connection(Replies):
         self.specials: dict[str, Responder] = {CANCEL_METHOD: self._cancel_request}
         self.observe: Callable[[str, str, float], None] | None = None
         self.requests_received = 0
+        self._reports_left = LOGGED_PER_CONNECTION
         #: Where each line goes; a subclass of the host may route it through
         #: an override (C{lineReceived}) that calls L{handle_line} in turn.
         self.line_handler: Callable[[bytes], None] = self.handle_line
@@ -204,12 +214,15 @@ class Connection(Replies):
         """Bytes from the peer."""
         if self._input_closed:
             return
-        lines = self._framer.feed(data)
+        framer = self._framer
+        lines = framer.feed(data)
         if lines:
             if self._queue:
                 self._enqueue(lines)
+                self._exact = self._exact or framer.may_need_exact
             else:
                 self._queue = lines
+                self._exact = framer.may_need_exact
         self._pump()
 
     def receive_message(self, data: bytes, length: int | None = None) -> None:
@@ -231,7 +244,7 @@ class Connection(Replies):
         else:
             # The framer did not see these bytes: let the decoder check for
             # numbers that need the exact path itself.
-            self._framer.may_need_exact = True
+            self._exact = True
             self._enqueue([data])
         self._pump()
 
@@ -245,6 +258,7 @@ class Connection(Replies):
             return
         rest = self._framer.take_partial()
         if rest.strip():
+            self._exact = True  # (one line: the decoder checks it itself)
             self._enqueue([rest])
         self._finishing = True
         self._pump()
@@ -406,7 +420,7 @@ class Connection(Replies):
         """
         if not line:
             return  # blank lines are ignored (and cost a flood next to nothing)
-        exact = self._framer.may_need_exact
+        exact = self._exact
         if self._shapes:
             # handle_value's first step, done while decoding: most lines are
             # requests (or, with calls out, success responses), and msgspec
@@ -642,7 +656,7 @@ class Connection(Replies):
             if waiter is not None:
                 waiter.resolve(response.result)
                 return
-            self._host.log("Dropped a response to unknown id {id}", id=quote(response.id))
+            self._report("Dropped a response to unknown id {id}", id=quote(response.id))
             return
         waiter = self.calls.pop(response.id, None) if response.id.__class__ in (int, str) else None
         if waiter is None and response.id is None:
@@ -656,9 +670,10 @@ class Connection(Replies):
                 waiter = self.calls.pop(next(iter(self.calls)))
         if waiter is None:
             if response.id is None:
-                self._host.warn("The peer reported an error: {error}", error=quote(response.error, 200))
+                error = quote(response.error, 200)
+                self._report("The peer reported an error: {error}", warn=True, error=error)
             else:
-                self._host.log("Dropped a response to unknown id {id}", id=quote(response.id))
+                self._report("Dropped a response to unknown id {id}", id=quote(response.id))
             return
         waiter.reject(response.error)
 
@@ -673,9 +688,26 @@ class Connection(Replies):
                 None,
             )
         if task is None:
-            self._host.log("Cancel request for {id}, which is not running", id=quote(target))
+            self._report("Cancel request for {id}, which is not running", id=quote(target))
             return
         self._host.cancel(task, RequestCancelled(data="cancelled by the caller"))
+
+    def _report(self, message: str, warn: bool = False, **fields: Any) -> None:
+        """
+        Log one of the peer's unexpected messages, up to
+        L{LOGGED_PER_CONNECTION} per connection (a peer sending them by the
+        thousand, before authenticating too, does not flood the log).
+        """
+        left = self._reports_left
+        if left <= 0:
+            return
+        self._reports_left = left - 1
+        if left == 1:
+            message += " (further such messages from this peer are not logged)"
+        if warn:
+            self._host.warn(message, **fields)
+        else:
+            self._host.log(message, **fields)
 
     # -- output --------------------------------------------------------------
 

@@ -231,9 +231,10 @@ class JSONProtocol(Caller, LineReceiver):
         budget = self._budget
         if budget is not None and (framer.buffered or self in budget.charged or self._core.held_bytes):
             budget.charge(self)
-        if self._idle_timer is not None and framer.buffered != before:
+        if self._idle_timer is not None and framer.buffered != before and not data.isspace():
             # Only whole messages count as activity: a peer trickling
-            # the bytes of a line it never ends is idle (slowloris).
+            # the bytes of a line it never ends is idle (slowloris), and
+            # so is one sending blank lines.
             self._last_active = self._now()
 
     def message_received(self, data: bytes, length: int | None = None) -> None:

@@ -87,6 +87,9 @@ class Replies:
         """Start requests again once no reason to hold is left (the core's)."""
         raise NotImplementedError
 
+    def _report(self, message: str, warn: bool = False, **fields: Any) -> None:
+        raise NotImplementedError
+
     _running: dict[Any, Any]
 
     @property
@@ -170,7 +173,7 @@ class Replies:
             self.plain_waiters.popleft().resolve(value)
             return
         if self._service is None:
-            self._host.log("Dropped a plain message nobody asked for: {value}", value=quote(value))
+            self._report("Dropped a plain message nobody asked for: {value}", value=quote(value))
             return
         try:
             result = self._call(None, [value], None, None, 0)

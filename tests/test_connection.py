@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from jsonservice._mypyc import compiled
 from jsonservice.auth import AuthGate
-from jsonservice.connection import CANCEL_METHOD, RUNNING_COST, Connection, Task, quote
+from jsonservice.connection import CANCEL_METHOD, LOGGED_PER_CONNECTION, RUNNING_COST, Connection, Task, quote
 from jsonservice.errors import (
     InternalError,
     InvalidParams,
@@ -1797,3 +1797,53 @@ def _responses_through(responses: list[dict[str, Any]], general: bool) -> tuple[
 def test_inlined_success_step_matches_classify(responses: list[dict[str, Any]]) -> None:
     """handle_line's success-response step resolves and logs exactly as the general path."""
     assert _responses_through(responses, False) == _responses_through(responses, True)
+
+
+# -- lines held back keep their own read's exact-number flag --------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "check"),
+    [
+        (b'{"jsonrpc":"2.0","method":"echo","params":[1e-400],"id":"A"}\n', "underflows to 0.0"),
+        (b'[{"jsonrpc":"2.0","method":"echo","params":[12345678901234567890123],"id":"A"}]\n', None),
+    ],
+    ids=["underflow", "big-int-in-batch"],
+)
+def test_a_held_line_is_decoded_with_its_own_reads_exact_flag(line: bytes, check: str | None) -> None:
+    """
+    Held lines wait while later reads come in (this side awaits a response
+    a handler needs): a later, ordinary read must not switch a waiting
+    line's numbers to the fast decoder (1e-400 became 0.0, a big integer a
+    float).
+    """
+    core, host = make({"echo": lambda params, id_, owner: params[0]})
+    core.hold("paused")
+    core.receive_data(line)
+    core.receive_data(req("echo", [1], "B"))
+    core.release("paused")
+    first = host.lines[0]
+    if check is None:
+        assert first == [result("A", 12345678901234567890123)]
+    else:
+        assert code_of(first) == -32700
+        assert check in first["error"]["data"]
+    assert host.lines[1] == result("B", 1)
+
+
+def test_a_peers_unexpected_messages_are_logged_a_bounded_number_of_times() -> None:
+    """
+    Responses to unknown ids, error reports and cancellations of requests
+    not running cost a log line each: 20 per connection, then one line
+    saying the rest are not logged (one peer wrote 26 MB of log in 10 s).
+    """
+    core, host = make({})
+    flood = b"".join(
+        [b'{"jsonrpc":"2.0","result":1,"id":%d}\n' % k for k in range(300)]
+        + [b'{"jsonrpc":"2.0","error":{"code":1,"message":"x"},"id":null}\n'] * 300
+        + [req("$/cancelRequest", {"id": k}) for k in range(300)]
+    )
+    core.receive_data(flood)
+    assert len(host.logs) + len(host.warns) == LOGGED_PER_CONNECTION
+    assert "not logged" in host.logs[-1][0]
+    assert host.lines == []

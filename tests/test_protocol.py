@@ -676,6 +676,17 @@ class TestTimeouts:
         clock.advance(1)  # the idle check confirms after the reactor read what arrived
         assert transport.disconnecting
 
+    @pytest.mark.parametrize("blank", [b"\n", b"\r", b" \r\n", b"\n\n\t\n"])
+    def test_idle_timeout_closes_a_peer_sending_only_blank_lines(self, ctl: Controlled, blank: bytes) -> None:
+        # Blank lines are dropped, not messages: they keep no connection open.
+        proto, transport, clock = server_on_string_transport(ctl.service, idle_timeout=10)
+        for _ in range(9):
+            clock.advance(1)
+            proto.dataReceived(blank)
+        clock.advance(1)
+        clock.advance(1)  # the idle check confirms after the reactor read what arrived
+        assert transport.disconnecting
+
     def test_idle_timeout_spares_busy_connection(self, ctl: Controlled) -> None:
         proto, transport, clock = server_on_string_transport(ctl.service, idle_timeout=10, request_timeout=0)
         proto.dataReceived(rpc("wait", ["busy"], id=1))
