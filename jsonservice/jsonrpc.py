@@ -381,7 +381,8 @@ def request_line(method: str, params: list[Any] | tuple[Any, ...] | dict[str, An
 
     @raise EncodeError: as L{dumps_line <jsonservice.codec.dumps_line>}.
     """
-    prefix = _PREFIXES.get(method)
+    # (Only strings are kept: a list is no key, and 1, 1.0 and True are one.)
+    prefix = _PREFIXES.get(method) if method.__class__ is str else None
     if prefix is None or id.__class__ is not int:
         return _request_line(method, params, id)
     if params is None:

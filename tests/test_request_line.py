@@ -168,8 +168,8 @@ def test_starts_kept_for_so_many_methods(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_a_method_that_is_not_a_string_is_not_kept() -> None:
-    """1, 1.0 and True are equal keys: only strings are kept."""
-    for method in (1, True, 1.0):
+    """1, 1.0 and True are equal keys, a list is none: only strings are kept."""
+    for method in (1, True, 1.0, [1], {"a": 1}):
         assert special(method, [1], 9) == general(method, [1], 9)
         assert special(method, [1], 9) == general(method, [1], 9)
     assert 1 not in jsonrpc._PREFIXES
