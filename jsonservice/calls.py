@@ -19,7 +19,7 @@ from twisted.logger import Logger
 
 from .codec import EncodeError, dumps_line
 from .connection import CANCEL_METHOD
-from .jsonrpc import Id, make_params, notification, request
+from .jsonrpc import Id, make_params, notification, request_line
 from .typed import conversion_for
 
 if TYPE_CHECKING:
@@ -62,8 +62,10 @@ class Waiter:
         self.owner = owner
         self.method = method
         self.id = id_
-        # A plain message cannot be cancelled at the peer: no canceller.
-        self.deferred: Deferred[Any] = Deferred(self._cancel if method is not None else None)
+        # A call's waiter is its Deferred's canceller (L{__call__}): no bound
+        # method is made per call.  A plain message cannot be cancelled at
+        # the peer: no canceller.
+        self.deferred: Deferred[Any] = Deferred(self if method is not None else None)
         self.timer: IDelayedCall | None = None
 
     def start_timer(self, clock: IReactorTime, seconds: float) -> None:
@@ -73,15 +75,19 @@ class Waiter:
 
     def resolve(self, value: Any) -> None:
         """The reply came."""
-        self.stop_timer()
-        if not self.deferred.called:
-            self.deferred.callback(value)
+        if self.timer is not None:
+            self.stop_timer()
+        deferred = self.deferred
+        if not deferred.called:
+            deferred.callback(value)
 
     def reject(self, error: BaseException) -> None:
         """The peer answered with an error (or the connection is gone)."""
-        self.stop_timer()
-        if not self.deferred.called:
-            self.deferred.errback(error)
+        if self.timer is not None:
+            self.stop_timer()
+        deferred = self.deferred
+        if not deferred.called:
+            deferred.errback(error)
 
     def _forget(self) -> bool:
         calls = self.owner._core.calls
@@ -90,7 +96,8 @@ class Waiter:
             return True
         return False
 
-    def _cancel(self, deferred: Deferred[Any]) -> None:
+    def __call__(self, deferred: Deferred[Any]) -> None:
+        """The Deferred was cancelled: forget the call and tell the peer."""
         if self._forget():
             self.stop_timer()
             self.owner._cancel_at_peer(self.id)
@@ -179,11 +186,16 @@ class Caller:
             L{RPCError} the peer answered, L{ConnectionClosed}, or
             L{CallTimeout}.  Cancelling it tells the peer to cancel too.
         """
-        try:
-            params = make_params(args, kwargs)
-        except TypeError:
-            return fail()
-        return self.request(method, params, timeout=timeout, result_type=result_type)
+        if kwargs:
+            if args:
+                try:
+                    make_params(args, kwargs)
+                except TypeError:
+                    return fail()
+            params: tuple[Any, ...] | dict[str, Any] | None = kwargs
+        else:
+            params = args or None  # request_line writes the tuple as an array
+        return Caller._start(self, method, params, timeout, result_type)
 
     def request(
         self: _Connection,
@@ -197,6 +209,16 @@ class Caller:
         Like L{call}, with the params given as one list or dict (for a
         named param called C{timeout} or C{result_type}, say).
         """
+        return Caller._start(self, method, params, timeout, result_type)
+
+    def _start(
+        self: _Connection,
+        method: str,
+        params: list[Any] | tuple[Any, ...] | dict[str, Any] | None,
+        timeout: float | None,
+        result_type: Any,
+    ) -> Deferred[Any]:
+        """Send a call and return its Deferred: L{call} and L{request} both come here."""
         if self._closed or self.transport is None:
             return fail(ConnectionClosed(f"not connected: cannot call {method!r}"))
         if result_type is not None:
@@ -207,12 +229,15 @@ class Caller:
         core = self._core
         id_ = core.next_id()
         try:
-            data = dumps_line(request(method, params, id_))
+            data = request_line(method, params, id_)
         except EncodeError:
             return fail()
         waiter = Waiter(self, method, id_)
         core.calls[id_] = waiter
-        waiter.start_timer(self.clock, self.call_timeout if timeout is None else timeout)
+        if timeout is None:
+            timeout = self.call_timeout
+        if timeout:
+            waiter.start_timer(self.clock, timeout)
         core.write(data)
         if result_type is None:
             return waiter.deferred

@@ -70,6 +70,7 @@ __all__ = [
     "EncodeError",
     "dumps",
     "dumps_line",
+    "dumps_member",
     "json_form",
     "loads",
     "may_hold_big_int",
@@ -111,6 +112,8 @@ _NON_FINITE: Final = "NaN and infinities cannot be written as JSON"
 #: Values that cannot hold a float (their encoding needs no NaN check).
 _NO_FLOATS: Final = frozenset({str, int, bool, type(None)})
 _WHOLE: Final = object()
+# orjson writes at most this many levels of nesting (it refuses 255).
+_ORJSON_LEVELS: Final = 254
 # Present since CPython 3.10.7 / 3.11; older interpreters get its default.
 _int_digit_limit: Callable[[], int] = getattr(sys, "get_int_max_str_digits", lambda: 4300)
 
@@ -551,4 +554,27 @@ def dumps_line(value: Any, check: Any = _WHOLE) -> bytes:
         check = value
     if check.__class__ not in _NO_FLOATS and data.find(b"null") != -1 and _has_non_finite(check):
         raise EncodeError(_NON_FINITE)
+    return data
+
+
+def dumps_member(value: Any) -> bytes | None:
+    """
+    The bytes L{dumps_line} writes for C{value} as a member of an object
+    (at the second level), when orjson writes it as it is: a caller may
+    then write the object around it itself.  L{None} when C{value} needs
+    more of L{dumps_line}: a type orjson refuses (a rich type, an integer
+    past 64 bits), NaN or an infinity (refused), or nesting deep enough
+    that the object around it would pass orjson's limit.  Then encode the
+    whole object with L{dumps_line}, which handles those.
+    """
+    try:
+        data = _orjson_dumps(value, option=_DUMPS_OPTIONS)
+    except orjson.JSONEncodeError:
+        return None
+    if data.find(b"null") != -1 and _has_non_finite(value):
+        return None
+    # One level down, a value nested _ORJSON_LEVELS deep would pass the
+    # limit: it takes that many brackets, twice over counting the closing ones.
+    if len(data) >= 2 * _ORJSON_LEVELS and data.count(b"[") + data.count(b"{") >= _ORJSON_LEVELS:
+        return None
     return data

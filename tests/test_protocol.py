@@ -31,7 +31,8 @@ from jsonservice import (
     MethodNotFound,
     RPCError,
 )
-from jsonservice.jsonrpc import NO_ID
+from jsonservice.codec import EncodeError, dumps_line
+from jsonservice.jsonrpc import NO_ID, request
 from jsonservice.protocol import CANCEL_METHOD, JSONProtocol
 
 try:
@@ -1000,6 +1001,38 @@ class TestClientSide:
         assert isinstance(failure, Failure)
         assert failure.check(TypeError)
         assert pair.client.pending == 0
+
+    def test_call_lines_on_the_wire(self) -> None:
+        """Each call's line is the general encoder's, a method's first call or not."""
+        client = JSONProtocol(None, None, Clock())
+        transport = StringTransport()
+        client.makeConnection(transport)
+        for _ in range(2):
+            client.call("wire.test", 1, "two", [3.5, None])
+            client.call("wire.test", a=1, b={"c": True})
+            client.call("wire.test")
+            client.request("wire.test", [1])
+        lines = transport.value().splitlines(keepends=True)
+        params: list[Any] = [[1, "two", [3.5, None]], {"a": 1, "b": {"c": True}}, None, [1]] * 2
+        assert lines == [dumps_line(request("wire.test", p, n)) for n, p in enumerate(params, 1)]
+
+    def test_call_that_is_not_json_fails_and_waits_for_nothing(self) -> None:
+        pair = connected_pair(JSONService())
+        for d in (pair.client.call("x", object()), pair.client.call("x", float("nan"))):
+            assert outcome(d).check(EncodeError)
+        assert pair.client.pending == 0
+        assert pair.client.transport.stream == []  # type: ignore[attr-defined]
+
+    def test_call_without_timeout_starts_no_timer(self, ctl: Controlled) -> None:
+        pair = connected_pair(ctl.service, server_limits={"request_timeout": 0, "idle_timeout": 0})
+        d = pair.client.call("wait", "t")
+        e = pair.client.call("wait", "u", timeout=0)
+        pair.flush()
+        assert pair.clock.getDelayedCalls() == []
+        ctl.fire("t")
+        ctl.fire("u")
+        pair.flush()
+        assert [outcome(d), outcome(e)] == ["t", "u"]
 
     @pytest.mark.parametrize(
         ("error", "cls"),
