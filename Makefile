@@ -74,8 +74,8 @@ lint: $(DEV_STAMP)
 # The benchmarks measure the compiled core, as a wheel installs it.
 bench: $(DEV_STAMP) $(COMPILED_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
-	PYTHONPATH=build/compiled $(BIN)/python -m bench $(BENCH_ARGS)
-	PYTHONPATH=build/compiled $(BIN)/python -m bench.fanout $(FANOUT_ARGS)
+	PYTHONPATH=$(CURDIR)/build/compiled $(BIN)/python -m bench $(BENCH_ARGS)
+	PYTHONPATH=$(CURDIR)/build/compiled $(BIN)/python -m bench.fanout $(FANOUT_ARGS)
 
 # Bounded soak run against a real twistd on 127.0.0.1 (SOAK_SECONDS, default 60).
 soak: $(DEV_STAMP)
