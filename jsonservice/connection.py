@@ -217,7 +217,9 @@ class Connection(Replies):
         framer = self._framer
         lines = framer.feed(data)
         if lines:
-            if self._queue:
+            if self._queue or self._pumping:
+                # (While pumping, lines taken from the queue are still
+                # running with the flag so far: it may only grow.)
                 self._enqueue(lines)
                 self._exact = self._exact or framer.may_need_exact
             else:
@@ -336,6 +338,10 @@ class Connection(Replies):
         finally:
             self._out = None
             self._pumping = False
+            if not self._queue:
+                # A line handled outside a read (a direct lineReceived call)
+                # is checked for numbers needing the exact decoder itself.
+                self._exact = True
         if out:
             self._host.write(bytes(out))
         if self._close_after_write:

@@ -1847,3 +1847,11 @@ def test_a_peers_unexpected_messages_are_logged_a_bounded_number_of_times() -> N
     assert len(host.logs) + len(host.warns) == LOGGED_PER_CONNECTION
     assert "not logged" in host.logs[-1][0]
     assert host.lines == []
+
+
+def test_a_line_handled_outside_a_read_is_checked_for_exact_numbers_itself() -> None:
+    """A direct lineReceived call (no framer flag for it) after an ordinary read."""
+    core, host = make({"echo": lambda params, id_, owner: params[0]})
+    core.receive_data(req("echo", [1], 1))
+    core.handle_line(b'{"jsonrpc":"2.0","method":"echo","params":[1e-400],"id":2}')
+    assert code_of(host.lines[1]) == -32700
