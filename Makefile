@@ -21,7 +21,7 @@ $(RUN_STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,dev,tls,metrics,web]'
+	$(BIN)/python -m pip install --quiet 'setuptools>=77' -e '.[test,dev,tls,metrics,web]'
 	touch $@ $(RUN_STAMP)
 
 run: $(RUN_STAMP)
@@ -37,9 +37,10 @@ test: $(DEV_STAMP)
 test-pure: $(DEV_STAMP)
 	$(BIN)/python -m pytest
 
-# The compiled build of the hot path (mypyc; README, "Speed"), installed apart
-# from the editable sources, into build/compiled: tested by `make test`,
-# measured by `make bench`.  Without a C compiler it holds the pure modules.
+# The compiled build of the hot path (mypyc; README, "Installing: the compiled
+# core"), installed apart from the editable sources, into build/compiled:
+# tested by `make test`, measured by `make bench`.  Without a C compiler it
+# holds the pure modules (and test-compiled says it skips).
 COMPILED_STAMP := build/compiled/.built
 CORE_TESTS := tests/test_compiled.py tests/test_connection.py tests/test_framing.py tests/test_codec.py \
 	tests/test_codec_properties.py tests/test_shapes.py tests/test_protocol.py tests/test_service.py \
