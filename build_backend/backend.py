@@ -4,7 +4,8 @@ The build backend: setuptools, with the hot path compiled by mypyc.
 A wheel (C{pip install .}, C{pip wheel .}) compiles the modules listed in
 C{jsonservice/_mypyc.py}, C{COMPILED_MODULES}, unless
 C{JSONSERVICE_COMPILE=0}; C{setup.py} falls back to the pure-Python
-modules, with a warning, when they do not compile (no C compiler).  An
+modules, with a warning, when they do not compile (no C compiler), or
+fails the build if C{JSONSERVICE_COMPILE=1} asked for them.  An
 editable install (C{pip install -e .}, what the Makefile uses for
 development) never compiles: the sources stay the code that runs.
 
