@@ -171,50 +171,56 @@ async def test_a_peer_that_does_not_read_is_backpressured(reactor: Any) -> None:
     """
     Replies pile up unread: past max_unsent the connection stops starting
     requests and reading (the output watch sees the real socket under the
-    WebSocket); once the peer reads, every reply arrives.
+    WebSocket); once the peer reads, every reply arrives.  (Up to three
+    fresh connections: now and then, on a loaded machine, the kernel's
+    loopback buffers took every reply and the server never had to hold;
+    seen before and after the connection core's last changes.)
     """
     count, size = 200, 32 * 1024
-    server = await started(max_unsent=128 * 1024)
-    recorder = Recorder()
-    breaches = recorder.breached
-    server.factory.add_observer(recorder)
-    go = threading.Event()
     payload = "y" * size
+    for _attempt in range(3):
+        server = await started(max_unsent=128 * 1024)
+        recorder = Recorder()
+        breaches = recorder.breached
+        server.factory.add_observer(recorder)
+        go = threading.Event()
 
-    def client(url: str, port: int) -> list[int]:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)  # before connecting: a small window
-        sock.connect(("127.0.0.1", port))
-        with ws_connect(url, sock=sock, max_queue=2, max_size=None) as ws:
+        def client(url: str, port: int, go: threading.Event = go) -> list[int]:
+            sock = socket.socket()
+            # Before connecting: a small window.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+            sock.connect(("127.0.0.1", port))
+            with ws_connect(url, sock=sock, max_queue=2, max_size=None) as ws:
 
-            def send_all() -> None:
-                for i in range(count):
-                    ws.send(rpc("echo", [payload], i))
+                def send_all() -> None:
+                    for i in range(count):
+                        ws.send(rpc("echo", [payload], i))
 
-            sender = threading.Thread(target=send_all, daemon=True)
-            sender.start()
-            if not go.wait(STEP * 2):
-                raise AssertionError("the server never held back")
-            ids = [json.loads(ws.recv(timeout=STEP))["id"] for _ in range(count)]
-            sender.join(STEP)
-            return ids
+                sender = threading.Thread(target=send_all, daemon=True)
+                sender.start()
+                go.wait()
+                ids = [json.loads(ws.recv(timeout=STEP))["id"] for _ in range(count)]
+                sender.join(STEP)
+                return ids
 
-    done = deferToThread(client, server.url(), server.port.getHost().port)
-    try:
-        held = False
-        for _ in range(int(STEP * 2 / 0.01)):
-            held = any("output" in proto._core.holds for proto in server.factory.connections)
-            if held:
-                break
-            await deferLater(reactor, 0.01, lambda: None)
-        go.set()
-        ids = await within(done, STEP * 3)
-    finally:
-        go.set()
-        await server.stop()
-    assert "max_unsent" in breaches
+        done = deferToThread(client, server.url(), server.port.getHost().port)
+        try:
+            held = False
+            for _ in range(int(STEP * 2 / 0.01)):
+                held = any("output" in proto._core.holds for proto in server.factory.connections)
+                if held:
+                    break
+                await deferLater(reactor, 0.01, lambda: None)
+            go.set()
+            ids = await within(done, STEP * 3)
+        finally:
+            go.set()
+            await server.stop()
+        assert ids == list(range(count))  # every reply arrives, held or not
+        if held:
+            break
     assert held
-    assert ids == list(range(count))
+    assert "max_unsent" in breaches
 
 
 @pytest_twisted.ensureDeferred
