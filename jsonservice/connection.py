@@ -290,7 +290,7 @@ class Connection(Replies):
         lines (each with a C{\\n}) and the unfinished one (LineReceiver's
         raw mode takes over from here).
         """
-        lines = [line for line in self._queue if line.__class__ is bytes]
+        lines = [line for line in self._queue if type(line) is bytes]
         self._queue = []
         self._queue_bytes = self._peeked = 0
         data = b"".join(line + b"\n" for line in lines)
@@ -311,7 +311,7 @@ class Connection(Replies):
 
     def _enqueue(self, lines: list[bytes | LineTooLong]) -> None:
         self._queue.extend(lines)
-        self._queue_bytes += sum(len(x) for x in lines if x.__class__ is bytes)
+        self._queue_bytes += sum(len(x) for x in lines if type(x) is bytes)
 
     def _pump(self) -> None:
         """Handle queued lines until the queue is empty or a hold stops it."""
@@ -365,9 +365,9 @@ class Connection(Replies):
                 rest.extend(self._queue)
                 self._queue = rest
                 self._peeked = max(0, peeked - index)
-                self._queue_bytes = sum(len(x) for x in rest if x.__class__ is bytes)
+                self._queue_bytes = sum(len(x) for x in rest if type(x) is bytes)
                 return
-            if line.__class__ is bytes:
+            if type(line) is bytes:
                 handle(line)
             else:
                 self._too_long(line)  # type: ignore[arg-type]
@@ -384,13 +384,13 @@ class Connection(Replies):
         index = self._peeked
         while index < len(queue):
             line = queue[index]
-            if line.__class__ is bytes and b'"jsonrpc"' in line:
+            if type(line) is bytes and b'"jsonrpc"' in line:
                 try:
                     value = loads(line, self._max_depth)
                 except ParseError:
                     value = None
                 if (
-                    value.__class__ is dict
+                    type(value) is dict
                     and "jsonrpc" in value
                     and ("result" in value or "error" in value or value.get("method") == CANCEL_METHOD)
                 ):
@@ -453,7 +453,7 @@ class Connection(Replies):
         except ParseError as exc:
             self._reply_in_order(self._error_line(None, exc))
             return
-        if value.__class__ is dict and "jsonrpc" in value and self._own_values:
+        if type(value) is dict and "jsonrpc" in value and self._own_values:
             self._shapes = True
         self._value_handler(value)
 
@@ -464,14 +464,14 @@ class Connection(Replies):
 
     def handle_value(self, value: Any) -> None:
         """Handle one decoded JSON value: request, notification, response, batch or plain message."""
-        if value.__class__ is dict:
+        if type(value) is dict:
             parts = request_parts(value)
             if parts is not None:
                 method, params, id_ = parts
                 self._request(method, params, id_)
                 return
         message = classify(value, self.limits.max_batch)
-        kind = message.__class__
+        kind = type(message)
         if kind is Response:
             self._response(message)  # type: ignore[arg-type]
         elif kind is Plain:
@@ -517,7 +517,7 @@ class Connection(Replies):
             if observe is not None:
                 self._observe(method, "internal_error", started)
             raise internal from None
-        if result.__class__ not in _JSON_TYPES:
+        if type(result) not in _JSON_TYPES:
             pending = self._host.pending(result)
             if pending is not None:
                 self._start_task(method, id_, batch, index, started, pending)
@@ -650,7 +650,7 @@ class Connection(Replies):
 
     def _success(self, id_: Any, result: Any) -> None:
         """A success response (the client's hot path)."""
-        waiter = self.calls.pop(id_, None) if id_.__class__ is int or id_.__class__ is str else None
+        waiter = self.calls.pop(id_, None) if type(id_) is int or type(id_) is str else None
         if waiter is None:
             self._response(Response(id_, result))
         else:
@@ -658,13 +658,13 @@ class Connection(Replies):
 
     def _response(self, response: Response) -> None:
         if response.error is None:
-            waiter = self.calls.pop(response.id, None) if response.id.__class__ in (int, str) else None
+            waiter = self.calls.pop(response.id, None) if type(response.id) in (int, str) else None
             if waiter is not None:
                 waiter.resolve(response.result)
                 return
             self._report("Dropped a response to unknown id {id}", id=quote(response.id))
             return
-        waiter = self.calls.pop(response.id, None) if response.id.__class__ in (int, str) else None
+        waiter = self.calls.pop(response.id, None) if type(response.id) in (int, str) else None
         if waiter is None and response.id is None:
             # This side's calls never use id null: an error with id null
             # answers the oldest plain message (no handler, parse error...),
@@ -685,12 +685,12 @@ class Connection(Replies):
 
     def _cancel_request(self, params: Any, id_: Any, owner: Any) -> None:
         """C{$/cancelRequest}: cancel the peer's running request C{params["id"]}."""
-        target = params.get("id") if params.__class__ is dict else None
-        task = self._running.get(target) if target.__class__ in (str, int, float) else None
-        if task is not None and task.id.__class__ is not target.__class__:
+        target = params.get("id") if type(params) is dict else None
+        task = self._running.get(target) if type(target) in (str, int, float) else None
+        if task is not None and type(task.id) is not type(target):
             # 1 and 1.0 are equal keys: the other one was keyed apart (rare).
             task = next(
-                (t for t in self._running.values() if t.id == target and t.id.__class__ is target.__class__),
+                (t for t in self._running.values() if t.id == target and type(t.id) is type(target)),
                 None,
             )
         if task is None:

@@ -109,7 +109,7 @@ class Replies:
                 # (the -32004 among it) still goes out, then the close.
                 collected.waiting = 0
                 break
-            kind = item.__class__
+            kind = type(item)
             if kind is Request:
                 req: Request = item  # type: ignore[assignment]
                 try:
@@ -216,7 +216,7 @@ class Replies:
         last = plain[-1]
         if last[0] is not WAITING and last[0] is not None:
             # Coalesce finished replies: one buffer, not one object each.
-            if last[0].__class__ is not bytearray:
+            if type(last[0]) is not bytearray:
                 last[0] = bytearray(last[0])
             last[0] += data
             last[1] += 1

@@ -40,12 +40,12 @@ def positional_responder(
     """
 
     def respond(params: Any, id_: Any, owner: Any) -> Any:
-        if params.__class__ is list and lo <= len(params) <= hi:
+        if type(params) is list and lo <= len(params) <= hi:
             return func(*(params if convert_list is None else convert_list(params)))
         check(params)
         if params is None:
             return func()
-        if params.__class__ is dict:
+        if type(params) is dict:
             return func(**(params if convert_dict is None else convert_dict(params)))
         return func(*(params if convert_list is None else convert_list(params)))
 
@@ -78,11 +78,11 @@ def general_responder(
         args: tuple[Any, ...] = (context_type(owner, id_, name),) if context else ()
         if params is None:
             result = func(*args)
-        elif params.__class__ is dict:
+        elif type(params) is dict:
             result = func(*args, **(params if convert_dict is None else convert_dict(params)))
         else:
             result = func(*args, *(params if convert_list is None else convert_list(params)))
-        if is_async or result.__class__ is CoroutineType:
+        if is_async or type(result) is CoroutineType:
             result = Deferred.fromCoroutine(result)
         if finish is None:
             return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import datetime
 import enum
 import gc
 import math
@@ -519,6 +520,13 @@ def test_dumps_non_string_keys() -> None:
     assert dumps({1: "a", 2.5: "b", None: "c"}) == b'{"1":"a","2.5":"b","null":"c"}'
     assert dumps({True: "x", False: "y"}) == b'{"true":"x","false":"y"}'
     assert dumps({1: 2**70}) == b'{"1":1180591620717411303424}'
+    # With a rich value, whichever orjson meets first; and nested, in a line.
+    assert dumps({1: datetime.date(2024, 1, 2)}) == b'{"1":"2024-01-02"}'
+    nested = {"d": datetime.date(2024, 1, 2), "k": {3: 1.5}}
+    assert dumps(nested) == b'{"d":"2024-01-02","k":{"3":1.5}}'
+    assert dumps_line({"result": {None: [1, {False: "x"}]}}) == b'{"result":{"null":[1,{"false":"x"}]}}\n'
+    with pytest.raises(EncodeError):
+        dumps({1: float("nan")})
 
 
 def test_null_in_data_is_not_mistaken_for_nan() -> None:
