@@ -62,6 +62,14 @@ CANCEL_METHOD: Final = "$/cancelRequest"
 #: Replies gathered while handling input are written early past this many bytes.
 FLUSH_AT: Final = 64 * 1024
 
+#: While input is handled, this side's calls and notifications go out
+#: every this many, at once (L{Host.flush}), instead of with the rest at
+#: the read's end: the peer starts on them while this side goes on.  (A
+#: client answering a read of 100 responses with 100 new calls otherwise
+#: takes turns with its server, each idle while the other works.)  Replies
+#: are not sent early: that costs a server more writes for no concurrency.
+CALLS_PER_FLUSH: Final = 32
+
 #: What a running request is counted as in L{Connection.held_bytes} (the
 #: server-wide C{max_buffered} budget): measured at 1.5 to 3.5 KiB each.
 RUNNING_COST: Final = 2048
@@ -133,6 +141,7 @@ class Connection(Replies):
         # Output gathered while handling input, written in one go (copied
         # into one buffer at once: orjson's outputs each hold heap).
         self._out: bytearray | None = None
+        self._gathered_calls = 0
         # The peer's requests still running here, and replies held back.
         self._running: dict[Any, Task] = {}
         self._plain: deque[list[Any]] = deque()
@@ -320,6 +329,7 @@ class Connection(Replies):
         self._pumping = True
         out = bytearray()
         self._out = out
+        self._gathered_calls = 0
         try:
             while True:
                 if self._queue and not self._holds:
@@ -718,8 +728,22 @@ class Connection(Replies):
     # -- output --------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        """Write bytes in order with the replies being written (calls, notifications)."""
-        self._write(data)
+        """
+        Write bytes in order with the replies being written (this side's
+        calls, notifications); while input is handled, every
+        L{CALLS_PER_FLUSH}th sends what is gathered at once.
+        """
+        out = self._out
+        if out is None:
+            if not self._closed:
+                self._host.write(data)
+            return
+        out += data
+        self._gathered_calls += 1
+        if self._gathered_calls >= CALLS_PER_FLUSH:
+            self._gathered_calls = 0
+            self._flush()
+            self._host.flush()
 
     def _write(self, data: bytes) -> None:
         out = self._out

@@ -81,6 +81,19 @@ class OutputWatch:
             watched.unregisterProducer()
         self._stop_timer()
 
+    def send_now(self) -> None:
+        """
+        Send what the transport holds now, not when the reactor next finds
+        the socket writable: C{doWrite} of Twisted's C{FileDescriptor}
+        transports writes what the socket takes and keeps the rest for the
+        reactor (other transports send in their own time).  Not while
+        closing: C{doWrite} would then finish the close behind the reactor.
+        An error is left for the reactor, which meets it at its next turn.
+        """
+        watched = self._watched
+        if watched is not None and not watched.disconnecting and hasattr(watched, "doWrite"):
+            watched.doWrite()
+
     @property
     def unsent(self) -> int:
         """

@@ -52,6 +52,9 @@ class TwistedHost:
         if budget is not None and (watch.backed_up or proto in budget.charged):
             budget.charge(proto)
 
+    def flush(self) -> None:
+        self._proto._watch.send_now()
+
     @staticmethod
     def pending(result: Any) -> Deferred[Any] | None:
         if isinstance(result, Deferred):

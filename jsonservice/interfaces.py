@@ -49,7 +49,10 @@ class Host(typing.Protocol):
     """What the core asks of the I/O layer around it (see L{protocol<jsonservice.protocol>})."""
 
     def write(self, data: bytes) -> None:
-        """Send bytes to the peer."""
+        """Send bytes to the peer (an event loop may send them at its next turn)."""
+
+    def flush(self) -> None:
+        """Send what was written now, not at the event loop's next turn (or do nothing)."""
 
     def pending(self, result: Any) -> Any:
         """

@@ -24,7 +24,15 @@ from hypothesis import strategies as st
 
 from jsonservice._mypyc import compiled
 from jsonservice.auth import AuthGate
-from jsonservice.connection import CANCEL_METHOD, LOGGED_PER_CONNECTION, RUNNING_COST, Connection, Task, quote
+from jsonservice.connection import (
+    CALLS_PER_FLUSH,
+    CANCEL_METHOD,
+    LOGGED_PER_CONNECTION,
+    RUNNING_COST,
+    Connection,
+    Task,
+    quote,
+)
 from jsonservice.errors import (
     InternalError,
     InvalidParams,
@@ -96,6 +104,9 @@ class FakeHost:
     def internal_error(self, error: BaseException, what: str) -> RPCError:
         self.internal.append((error, what))
         return InternalError(data={"error_id": "x"})
+
+    def flush(self) -> None:
+        self.events.append(("flush", None))
 
     def close(self) -> None:
         self.closes += 1
@@ -1638,6 +1649,44 @@ def test_write_during_a_handler_keeps_order_with_replies() -> None:
         {"jsonrpc": "2.0", "method": "note"},
         result(2, "answer"),
     ]
+
+
+class Caller(FakeWaiter):
+    """A waiter whose response makes this side call again (a client keeping calls outstanding)."""
+
+    def __init__(self, core: Connection, id_: int) -> None:
+        super().__init__()
+        self.core, self.id = core, id_
+
+    def resolve(self, value: Any) -> None:
+        super().resolve(value)
+        next_id = self.id + 1000
+        self.core.calls[next_id] = Caller(self.core, next_id)
+        self.core.write(b'{"jsonrpc":"2.0","method":"m","id":%d}\n' % next_id)
+
+
+def test_calls_made_while_responses_are_handled_go_out_every_32() -> None:
+    """
+    A client answering a read of responses with new calls sends them in
+    groups as it goes (written and flushed), so its server starts on them
+    at once; the rest goes out at the read's end, all in order.
+    """
+    core, host = make()
+    count = CALLS_PER_FLUSH * 3 + 5
+    for id_ in range(count):
+        core.calls[id_] = Caller(core, id_)
+    core.receive_data(b"".join(b'{"jsonrpc":"2.0","result":1,"id":%d}\n' % i for i in range(count)))
+    kinds = [kind for kind, _ in host.events]
+    assert kinds == ["write", "flush"] * 3 + ["write"]
+    assert [len(data.splitlines()) for kind, data in host.events if kind == "write"] == [32, 32, 32, 5]
+    assert [line["id"] for line in host.lines] == [i + 1000 for i in range(count)]
+
+
+def test_replies_are_not_flushed_early() -> None:
+    """Replies of one read go out once, at its end: a server gains nothing by sending them early."""
+    core, host = make({"echo": echo})
+    core.receive_data(b"".join(req("echo", [k], k) for k in range(CALLS_PER_FLUSH * 4)))
+    assert [kind for kind, _ in host.events] == ["write"]
 
 
 # -- the property: chunking does not change the output -----------------------------------------

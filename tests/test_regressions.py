@@ -311,8 +311,14 @@ def _file_descriptor() -> Any:
     class Socketless(FileDescriptor):
         accepting = 0  # how many bytes the "socket" takes per write
 
+        def __init__(self, reactor: Any) -> None:
+            super().__init__(reactor=reactor)
+            self.sent = b""
+
         def writeSomeData(self, data: bytes) -> int:
-            return min(len(data), self.accepting)
+            taken = min(len(data), self.accepting)
+            self.sent += bytes(data[:taken])
+            return taken
 
         def getPeer(self) -> Any:
             return "peer"
@@ -349,6 +355,42 @@ def test_close_completes_though_the_output_watch_was_paused() -> None:
         if outcome is not None:
             break
     assert outcome is not None, "doWrite resumed the producer instead of closing"
+
+
+def test_calls_made_while_responses_are_handled_are_sent_at_once() -> None:
+    """
+    A client answering a read of responses with new calls sends each 32 of
+    them to the socket as it goes (its server starts on them meanwhile);
+    the rest waits for the reactor's next turn.  Not while closing: the
+    reactor's doWrite finishes a close.
+    """
+    from jsonservice import JSONClientFactory
+
+    fd = _file_descriptor()
+    fd.accepting = 1 << 30
+    proto = JSONClientFactory(clock=Clock()).buildProtocol(None)
+    fd.protocol = proto
+    proto.makeConnection(fd)
+
+    def again(_: Any) -> None:
+        proto.call("echo", 1)
+
+    for _ in range(40):
+        proto.call("echo", 1).addCallback(again)
+    fd.doWrite()  # the reactor sends the first 40
+    assert fd.sent.count(b"\n") == 40
+    proto.dataReceived(b"".join(b'{"jsonrpc":"2.0","result":1,"id":%d}\n' % i for i in range(1, 41)))
+    assert fd.sent.count(b"\n") == 40 + 32  # sent during the read
+    fd.doWrite()
+    assert fd.sent.count(b"\n") == 80
+    assert [line["id"] for line in _lines(fd.sent)] == list(range(1, 81))
+    fd.disconnecting = True  # closing: the reactor's doWrite sends (and then closes)
+    for _ in range(40):
+        proto.call("echo", 1).addCallback(again)
+    proto.dataReceived(b"".join(b'{"jsonrpc":"2.0","result":1,"id":%d}\n' % i for i in range(81, 121)))
+    assert fd.sent.count(b"\n") == 80
+    unsent = b"".join(fd._tempDataBuffer)
+    assert [line["id"] for line in _lines(unsent)] == list(range(81, 161))
 
 
 def test_a_peer_address_that_is_not_an_address_is_refused() -> None:
