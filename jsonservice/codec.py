@@ -490,10 +490,10 @@ def _not_orjson(value: Any, exc: orjson.JSONEncodeError, options: int, newline: 
     """
     orjson refused C{value}: a dict key that is not a str is tried again
     with orjson's C{OPT_NON_STR_KEYS}; integers past 64 bits and nesting
-    past 255 levels go to the exact encoder (a value this side accepted is deep at
-    most max_depth, so it can always be echoed); a type it does not know
-    is tried again with the rich types' JSON forms; anything else is
-    refused.
+    past 255 levels go to the exact encoder (a value this side accepted
+    is deep at most max_depth, so it can always be echoed); a type it
+    does not know is tried again with the rich types' JSON forms;
+    anything else is refused.
     """
     message = str(exc)
     if message.startswith(_KEY_REFUSED) and not options & _NON_STR_KEYS:
@@ -574,9 +574,10 @@ def dumps_member(value: Any) -> bytes | None:
     (at the second level), when orjson writes it as it is: a caller may
     then write the object around it itself.  L{None} when C{value} needs
     more of L{dumps_line}: a type orjson refuses (a rich type, an integer
-    past 64 bits, a dict key that is not a str), NaN or an infinity (refused), or nesting deep enough
-    that the object around it would pass orjson's limit.  Then encode the
-    whole object with L{dumps_line}, which handles those.
+    past 64 bits, a dict key that is not a str), NaN or an infinity
+    (refused), or nesting deep enough that the object around it would
+    pass orjson's limit.  Then encode the whole object with
+    L{dumps_line}, which handles those.
     """
     try:
         data = _orjson_dumps(value, option=_DUMPS_OPTIONS)
