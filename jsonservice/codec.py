@@ -85,12 +85,13 @@ S = TypeVar("S", bound=msgspec.Struct)
 # (time(0, 0, 0, 10000) as "00:00:00.10000", ten times the value).
 _DUMPS_OPTIONS: Final = orjson.OPT_PASSTHROUGH_DATETIME
 _LINE_OPTIONS: Final = _DUMPS_OPTIONS | orjson.OPT_APPEND_NEWLINE
-# Dict keys that are not exactly str are written as the stdlib json module
-# writes them (OPT_NON_STR_KEYS).  That option slows orjson down on every
-# dict (a three-key reply: 243 against 190 ns), so it is only asked for
-# once orjson refused a key; for str keys it writes the same bytes.
+# A dict key that is not exactly a str: the value goes to the exact encoder,
+# which writes keys as the stdlib json module does (int and float keys by
+# their repr, True, False and None as true, false and null) and refuses any
+# other.  (orjson's OPT_NON_STR_KEYS writes small float keys and times with
+# microseconds differently, accepts dates, UUIDs and enums as keys, and
+# slows every dict down: 243 against 190 ns for a three-key reply.)
 _KEY_REFUSED: Final = "Dict key must be str"
-_NON_STR_KEYS: Final = orjson.OPT_NON_STR_KEYS
 
 # Digits map to "0", everything else to " ": a run of 19 digits then shows
 # up as a substring search, which is far cheaper than a regular expression.
@@ -488,17 +489,14 @@ def _dumps_exact(value: Any, newline: bool) -> bytes:
 
 def _not_orjson(value: Any, exc: orjson.JSONEncodeError, options: int, newline: bool) -> bytes:
     """
-    orjson refused C{value}: a dict key that is not a str is tried again
-    with orjson's C{OPT_NON_STR_KEYS}; integers past 64 bits and nesting
-    past 255 levels go to the exact encoder (a value this side accepted
-    is deep at most max_depth, so it can always be echoed); a type it
-    does not know is tried again with the rich types' JSON forms;
-    anything else is refused.
+    orjson refused C{value}: integers past 64 bits, nesting past 255
+    levels and dict keys that are not strings go to the exact encoder (a
+    value this side accepted is deep at most max_depth, so it can always
+    be echoed); a type it does not know is tried again with the rich
+    types' JSON forms; anything else is refused.
     """
     message = str(exc)
-    if message.startswith(_KEY_REFUSED) and not options & _NON_STR_KEYS:
-        return _dumps(value, options | _NON_STR_KEYS, newline)
-    if "64-bit" in message or "Recursion" in message:
+    if "64-bit" in message or "Recursion" in message or message.startswith(_KEY_REFUSED):
         return _dumps_exact(value, newline)
     if message.startswith("Type is not JSON serializable"):
         return _dumps_rich(value, options, newline)
@@ -511,9 +509,7 @@ def _dumps_rich(value: Any, options: int, newline: bool) -> bytes:
         data = orjson.dumps(value, default=_rich, option=options)
     except orjson.JSONEncodeError as exc:
         message = str(exc)
-        if message.startswith(_KEY_REFUSED) and not options & _NON_STR_KEYS:
-            return _dumps_rich(value, options | _NON_STR_KEYS, newline)
-        if "64-bit" in message or "Recursion" in message:
+        if "64-bit" in message or "Recursion" in message or message.startswith(_KEY_REFUSED):
             return _dumps_exact(value, newline)
         raise EncodeError(message) from None
     if data.find(b"null") != -1 and _has_non_finite(value, rich=True):
@@ -539,11 +535,14 @@ def dumps(value: Any) -> bytes:
 
     Integers of any size up to the int/str conversion limit are written
     exactly.  Dict keys that are not strings are converted as the stdlib
-    C{json} module does.
+    C{json} module does (ints and floats by their C{repr}, C{true},
+    C{false}, C{null}); a value holding one is written by the exact
+    encoder, which is slower.
 
     @raise EncodeError: the value cannot be written as strict JSON: NaN or
-        an infinity anywhere in it, an unsupported type, an integer past
-        the conversion limit.
+        an infinity anywhere in it, an unsupported type, a dict key of
+        another type (a date, a UUID, an enum that is not an C{IntEnum}),
+        an integer past the conversion limit.
     """
     return _dumps(value, _DUMPS_OPTIONS, False)
 

@@ -16,6 +16,7 @@ import math
 import subprocess
 import sys
 import time
+import uuid
 from typing import Any
 
 import orjson
@@ -527,6 +528,21 @@ def test_dumps_non_string_keys() -> None:
     assert dumps_line({"result": {None: [1, {False: "x"}]}}) == b'{"result":{"null":[1,{"false":"x"}]}}\n'
     with pytest.raises(EncodeError):
         dumps({1: float("nan")})
+
+
+def test_dict_keys_follow_the_stdlib_whatever_sits_beside_them() -> None:
+    """
+    Key text is the stdlib's (repr of a float, never orjson's 0.00001), and
+    a key type the stdlib refuses is refused with or without a big integer
+    in the same value (an attack run found both varying with a sibling).
+    """
+    assert dumps({1e-05: 1, 1.5e-07: 2, 1e16: 3}) == b'{"1e-05":1,"1.5e-07":2,"1e+16":3}'
+    assert dumps({1e-05: 2**70}) == b'{"1e-05":1180591620717411303424}'
+    for key in (datetime.time(1, 2, 3, 10000), datetime.date(2020, 1, 2), uuid.UUID(int=1)):
+        for sibling in (1, 2**70):
+            with pytest.raises(EncodeError, match="keys must be str, int, float, bool or None"):
+                dumps({key: sibling})
+    assert dumps({enum.IntEnum("E", "A").A: 1}) == b'{"1":1}'
 
 
 def test_null_in_data_is_not_mistaken_for_nan() -> None:
