@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
-from .errors import MessageTooLarge, RPCError
+from .errors import MessageTooLarge, RPCError, Unauthorized
 from .jsonrpc import NO_ID, Invalid, Request, Response
 from .jsonrpc import Batch as BatchMessage
 from .limits import Limits
@@ -23,6 +23,9 @@ __all__ = ["WAITING", "Batch", "Replies", "quote"]
 
 #: A reply slot whose handler is still running.
 WAITING: Final = object()
+
+#: Why a batch's requests after a wrong token get -32004.
+_NOT_RUN: Final = "not run: a wrong token earlier in this batch ends the connection"
 
 
 def quote(value: object, limit: int = 80) -> str:
@@ -104,12 +107,19 @@ class Replies:
         collected = Batch(len(items))
         self._batches += 1
         for index, item in enumerate(items):
+            kind = type(item)
             if self._discard:
-                # A wrong token: nothing after it runs; what was answered
-                # (the -32004 among it) still goes out, then the close.
+                # A wrong token: nothing after it runs.  What was answered
+                # (the -32004 among it) still goes out, with a -32004 for
+                # each request after it (a batch reply answers every
+                # request), then the close.
+                for rest in range(index, len(items)):
+                    if type(items[rest]) is Request:
+                        skipped: Request = items[rest]  # type: ignore[assignment]
+                        if skipped.id is not NO_ID:
+                            collected.replies[rest] = self._error_line(skipped.id, Unauthorized(data=_NOT_RUN))
                 collected.waiting = 0
                 break
-            kind = type(item)
             if kind is Request:
                 req: Request = item  # type: ignore[assignment]
                 try:

@@ -1241,14 +1241,20 @@ def test_wrong_token_in_a_batch_stops_the_rest_of_the_batch() -> None:
             req("rpc.authenticate", {"token": "wrong"}, 1),
             req("rpc.authenticate", {"token": "s3cret"}, 2),
             req("secret", [], 3),
+            req("secret", []),  # a notification: no reply
+            b'{"jsonrpc":"2.0","result":1,"id":9}',  # a response: no reply
         )
     )
     assert a.auth_calls == [{"token": "wrong"}]
     assert a.ran == []
     assert not a.gate.authenticated
-    # The batch is still answered with what ran: the -32004, then the close.
+    # The batch is still answered, every request of it: the wrong token's
+    # -32004, and -32004 "not run" for each request after it; then the close.
     [reply] = a.host.lines
-    assert [(item["id"], code_of(item)) for item in reply] == [(1, -32004)]
+    assert [(item["id"], code_of(item)) for item in reply] == [(1, -32004), (2, -32004), (3, -32004)]
+    assert [item["error"]["data"] for item in reply[1:]] == [
+        "not run: a wrong token earlier in this batch ends the connection"
+    ] * 2
     assert a.host.closes >= 1
 
 
