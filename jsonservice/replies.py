@@ -117,7 +117,8 @@ class Replies:
                     if type(items[rest]) is Request:
                         skipped: Request = items[rest]  # type: ignore[assignment]
                         if skipped.id is not NO_ID:
-                            collected.replies[rest] = self._error_line(skipped.id, Unauthorized(data=_NOT_RUN))
+                            error = Unauthorized(data=_NOT_RUN)
+                            collected.replies[rest] = self._error_line(skipped.id, error)
                 collected.waiting = 0
                 break
             if kind is Request:
