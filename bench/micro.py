@@ -19,6 +19,7 @@ JSON work alone costs several times the bare echo's whole per-message cost.
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import time
@@ -112,6 +113,8 @@ def measure() -> dict[str, float]:
 
 def main() -> None:
     """Print the figures (ns per message) and their ratios to the bare echo."""
+    description = "Where the time of one pipelined request goes, in one process, without sockets."
+    argparse.ArgumentParser(prog="python -m bench.micro", description=description).parse_args()
     figures = measure()
     floor = figures["bare LineReceiver echo"]
     for name, ns in figures.items():

@@ -1,5 +1,7 @@
 """
 The built-in demo service that C{twistd -n jsonservice} serves by default.
+(Its handlers' docstrings are plain text: C{rpc.discover} and the explorer
+show them to the service's users.)
 
 C{echo(value)} returns C{value}; C{ping()} returns C{"pong"};
 C{notify_me(text, delay)} sends the caller a C{notice} notification; any
@@ -26,21 +28,21 @@ def make_demo_service() -> JSONService:
 
     @demo.method
     def echo(value: Any) -> Any:
-        """Return C{value} unchanged."""
+        """Return the value unchanged."""
         return value
 
     @demo.method
     def ping() -> str:
-        """Return C{"pong"}."""
+        """Return "pong"."""
         return "pong"
 
     @demo.method(context=True)
     def notify_me(ctx: CallContext, text: str = "hello", delay: float = 0.0) -> bool:
         """
-        Send the caller a C{notice} notification carrying C{text}.
+        Send the caller a "notice" notification carrying the text.
 
-        It goes after C{delay} seconds (at most 60); the call returns at
-        once.  Over HTTP there is no way back to the caller: it is dropped.
+        It goes after delay seconds (at most 60); the call returns at once.
+        Over HTTP there is no way back to the caller: it is dropped.
         """
         if isinstance(delay, bool) or not isinstance(delay, (int, float)):
             raise InvalidParams(data="notify_me: delay is a number of seconds")

@@ -110,10 +110,7 @@ class Options(usage.Options):
         self["http"] = []
 
     def opt_http(self, description: str) -> None:
-        """
-        An endpoint description to serve HTTP on (repeatable): POST /rpc,
-        WebSocket /ws, GET /openrpc.json and the explorer page at GET /.
-        """
+        """HTTP endpoint (repeatable): POST /rpc, WebSocket /ws, GET /openrpc.json, the explorer at GET /."""
         self["http"].append(description)
 
     def opt_listen(self, description: str) -> None:
