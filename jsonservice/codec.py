@@ -85,12 +85,11 @@ S = TypeVar("S", bound=msgspec.Struct)
 # (time(0, 0, 0, 10000) as "00:00:00.10000", ten times the value).
 _DUMPS_OPTIONS: Final = orjson.OPT_PASSTHROUGH_DATETIME
 _LINE_OPTIONS: Final = _DUMPS_OPTIONS | orjson.OPT_APPEND_NEWLINE
-# A dict key that is not exactly a str: the value goes to the exact encoder,
-# which writes keys as the stdlib json module does (int and float keys by
-# their repr, True, False and None as true, false and null) and refuses any
-# other.  (orjson's OPT_NON_STR_KEYS writes small float keys and times with
-# microseconds differently, accepts dates, UUIDs and enums as keys, and
-# slows every dict down: 243 against 190 ns for a three-key reply.)
+# A dict key that is not exactly a str: the value's keys are written as
+# text (_key_text) and it goes to the exact encoder.  (orjson's
+# OPT_NON_STR_KEYS writes small float keys and times with microseconds in
+# its own way, and slows every dict down: 243 against 190 ns for a
+# three-key reply.)
 _KEY_REFUSED: Final = "Dict key must be str"
 
 # Digits map to "0", everything else to " ": a run of 19 digits then shows
@@ -460,11 +459,59 @@ def _like_orjson(obj: Any) -> Any:
     return _rich(obj)
 
 
-def _dumps_exact(value: Any, newline: bool) -> bytes:
+def _key_text(key: Any) -> str:
+    """
+    The text a dict key is written as: ints and floats as the stdlib json
+    module writes them (their C{repr}), C{true}, C{false}, C{null}, dates
+    and times in ISO 8601, UUIDs as their string, an enum as its value.
+
+    @raise EncodeError: NaN or an infinity, or a key of another type.
+    """
+    if isinstance(key, str):
+        return str.__str__(key)
+    if key is True or key is False or key is None:
+        return "true" if key else "false" if key is False else "null"
+    if isinstance(key, int):
+        return int.__repr__(key)
+    if isinstance(key, float):
+        if not math.isfinite(key):
+            raise EncodeError(_NON_FINITE)
+        return float.__repr__(key)
+    if isinstance(key, (datetime.datetime, datetime.date, datetime.time)):
+        return key.isoformat()
+    if isinstance(key, uuid.UUID):
+        return str(key)
+    if isinstance(key, enum.Enum):
+        return _key_text(key.value)
+    raise EncodeError(
+        "dict keys must be str, int, float, bool, None, a date, a time, a UUID or an enum,"
+        f" not {type(key).__name__}"
+    )
+
+
+def _text_keys(value: Any) -> Any:
+    """C{value} with the keys of its dicts (in lists and tuples too) as text (L{_key_text})."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            text = key if type(key) is str else _key_text(key)
+            if text in out:
+                shown = repr(text) if len(text) <= 40 else repr(text[:40]) + "..."
+                raise EncodeError(f"two keys of one object would both be written as {shown}")
+            out[text] = _text_keys(item)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_text_keys(item) for item in value]
+    return value
+
+
+def _dumps_exact(value: Any, newline: bool, text_keys: bool = False) -> bytes:
     limit = sys.getrecursionlimit()
     try:
         # The C encoder recurses once per level; allow what loads allows.
         sys.setrecursionlimit(limit + 2 * ORJSON_MAX_DEPTH + 64)
+        if text_keys:
+            value = _text_keys(value)
         text = json.dumps(
             value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_like_orjson
         )
@@ -490,14 +537,16 @@ def _dumps_exact(value: Any, newline: bool) -> bytes:
 def _not_orjson(value: Any, exc: orjson.JSONEncodeError, options: int, newline: bool) -> bytes:
     """
     orjson refused C{value}: integers past 64 bits, nesting past 255
-    levels and dict keys that are not strings go to the exact encoder (a
-    value this side accepted is deep at most max_depth, so it can always
-    be echoed); a type it does not know is tried again with the rich
-    types' JSON forms; anything else is refused.
+    levels and dict keys that are not strings (written as L{_key_text})
+    go to the exact encoder (a value this side accepted is deep at most
+    max_depth, so it can always be echoed); a type it does not know is
+    tried again with the rich types' JSON forms; anything else is refused.
     """
     message = str(exc)
-    if "64-bit" in message or "Recursion" in message or message.startswith(_KEY_REFUSED):
+    if "64-bit" in message or "Recursion" in message:
         return _dumps_exact(value, newline)
+    if message.startswith(_KEY_REFUSED):
+        return _dumps_exact(value, newline, text_keys=True)
     if message.startswith("Type is not JSON serializable"):
         return _dumps_rich(value, options, newline)
     raise EncodeError(message) from None
@@ -509,8 +558,10 @@ def _dumps_rich(value: Any, options: int, newline: bool) -> bytes:
         data = orjson.dumps(value, default=_rich, option=options)
     except orjson.JSONEncodeError as exc:
         message = str(exc)
-        if "64-bit" in message or "Recursion" in message or message.startswith(_KEY_REFUSED):
+        if "64-bit" in message or "Recursion" in message:
             return _dumps_exact(value, newline)
+        if message.startswith(_KEY_REFUSED):
+            return _dumps_exact(value, newline, text_keys=True)
         raise EncodeError(message) from None
     if data.find(b"null") != -1 and _has_non_finite(value, rich=True):
         raise EncodeError(_NON_FINITE)
@@ -534,15 +585,16 @@ def dumps(value: Any) -> bytes:
     Encode a value as compact JSON (UTF-8, no spaces, no newline).
 
     Integers of any size up to the int/str conversion limit are written
-    exactly.  Dict keys that are not strings are converted as the stdlib
-    C{json} module does (ints and floats by their C{repr}, C{true},
-    C{false}, C{null}); a value holding one is written by the exact
+    exactly.  Dict keys that are not strings are written as the stdlib
+    C{json} module writes them (ints and floats by their C{repr}, C{true},
+    C{false}, C{null}), dates and times in ISO 8601, UUIDs as strings and
+    enums as their values; a value holding one is written by the exact
     encoder, which is slower.
 
     @raise EncodeError: the value cannot be written as strict JSON: NaN or
         an infinity anywhere in it, an unsupported type, a dict key of
-        another type (a date, a UUID, an enum that is not an C{IntEnum}),
-        an integer past the conversion limit.
+        another type or two keys of one object written alike (C{1} and
+        C{"1"}), an integer past the conversion limit.
     """
     return _dumps(value, _DUMPS_OPTIONS, False)
 

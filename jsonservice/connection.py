@@ -142,6 +142,13 @@ class Connection(Replies):
         # into one buffer at once: orjson's outputs each hold heap).
         self._out: bytearray | None = None
         self._gathered_calls = 0
+        # Traffic: bytes each way, and when a whole message last came or
+        # went (the host's idle timeout reads it; L{stamp} is its clock,
+        # L{None} when nothing reads it).
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.active_at = 0.0
+        self.stamp: Callable[[], float] | None = None
         # The peer's requests still running here, and replies held back.
         self._running: dict[Any, Task] = {}
         self._plain: deque[list[Any]] = deque()
@@ -220,12 +227,19 @@ class Connection(Replies):
     # -- input -------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
-        """Bytes from the peer."""
+        """
+        Bytes from the peer.  A read that completes a line is activity
+        (L{active_at}); one that only adds to an unfinished line (a peer
+        trickling bytes) or brings blank lines is not.
+        """
         if self._input_closed:
             return
+        self.bytes_in += len(data)
         framer = self._framer
         lines = framer.feed(data)
         if lines:
+            if self.stamp is not None and not data.isspace():
+                self.active_at = self.stamp()
             if self._queue or self._pumping:
                 # (While pumping, lines taken from the queue are still
                 # running with the flag so far: it may only grow.)
@@ -249,6 +263,9 @@ class Connection(Replies):
         """
         if self._input_closed:
             return
+        self.bytes_in += len(data) if length is None else length
+        if self.stamp is not None:
+            self.active_at = self.stamp()  # a whole message is activity
         limit = self._framer.max_line_length
         if (len(data) if length is None else length) > limit:
             self._enqueue([LineTooLong(limit)])
@@ -353,7 +370,7 @@ class Connection(Replies):
                 # is checked for numbers needing the exact decoder itself.
                 self._exact = True
         if out:
-            self._host.write(bytes(out))
+            self._send(bytes(out))
         if self._close_after_write:
             self._host.close()
             return
@@ -735,8 +752,7 @@ class Connection(Replies):
         """
         out = self._out
         if out is None:
-            if not self._closed:
-                self._host.write(data)
+            self._send(data)
             return
         out += data
         self._gathered_calls += 1
@@ -749,15 +765,24 @@ class Connection(Replies):
         out = self._out
         if out is not None:
             out += data
-        elif not self._closed:
-            self._host.write(data)
+        else:
+            self._send(data)
 
     def _flush(self) -> None:
         out = self._out
         if out:
             data = bytes(out)
             out.clear()
-            self._host.write(data)
+            self._send(data)
+
+    def _send(self, data: bytes) -> None:
+        """Hand bytes to the host, counted; a message out is activity too."""
+        if self._closed:
+            return
+        self.bytes_out += len(data)
+        if self.stamp is not None:
+            self.active_at = self.stamp()
+        self._host.write(data)
 
     # -- ending ----------------------------------------------------------------
 

@@ -41,10 +41,7 @@ class TwistedHost:
         proto = self._proto
         if proto._closed or proto.transport is None:
             return
-        proto.bytes_sent += len(data)
         proto.transport.write(data)
-        if proto._idle_timer is not None:
-            proto._last_active = proto._now()  # messages out count as activity
         watch = proto._watch
         if watch.backed_up:
             watch.check()

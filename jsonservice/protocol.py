@@ -109,7 +109,6 @@ class JSONProtocol(Caller, LineReceiver):
         self._idle_timer: IDelayedCall | None = None
         self._auth_timer: IDelayedCall | None = None
         self._close_timer: IDelayedCall | None = None
-        self._last_active = 0.0
         self._auth = AuthGate(None, self._authenticated, self._auth_failed)
         self._observers: tuple[RequestObserver, ...] = ()
         self._budget: MemoryBudget | None = None
@@ -117,8 +116,6 @@ class JSONProtocol(Caller, LineReceiver):
         self.call_timeout = limits.call_timeout
         #: Set by L{drain}: new requests are answered -32800.
         self.draining = False
-        self.bytes_received = 0
-        self.bytes_sent = 0
         #: Bytes of a message still arriving that a message-framed transport
         #: (a WebSocket) holds for this connection: counted in L{held_bytes}.
         self.partial_bytes = 0
@@ -174,6 +171,16 @@ class JSONProtocol(Caller, LineReceiver):
         return self._core.requests_received
 
     @property
+    def bytes_received(self) -> int:
+        """Bytes received from the peer so far."""
+        return self._core.bytes_in
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes written to the peer so far."""
+        return self._core.bytes_out
+
+    @property
     def held_bytes(self) -> int:
         """Input buffered and replies held back on this connection (server-wide budget)."""
         return self._core.held_bytes + self._watch.unsent + self.partial_bytes
@@ -185,8 +192,9 @@ class JSONProtocol(Caller, LineReceiver):
         self._watch.register()
         #: The clock's time, looked up once (stamped at every read with a message).
         self._now = self.clock.seconds
-        self.opened_at = self._last_active = self._now()
+        self.opened_at = self._core.active_at = self._now()
         if self.limits.idle_timeout:
+            self._core.stamp = self._now  # the core stamps each message in and out
             self._idle_timer = self.clock.callLater(self.limits.idle_timeout, self._check_idle)
         factory: Any = getattr(self, "factory", None)
         if hasattr(factory, "connection_made"):
@@ -218,9 +226,7 @@ class JSONProtocol(Caller, LineReceiver):
                 )
                 self.transport.abortConnection()  # type: ignore[union-attr]
                 return
-        self.bytes_received += len(data)
         framer = self._framer
-        before = framer.buffered + len(data)
         self._core.receive_data(data)
         if not self.line_mode:
             # A handler switched to raw mode: the rest of this read is raw.
@@ -231,11 +237,6 @@ class JSONProtocol(Caller, LineReceiver):
         budget = self._budget
         if budget is not None and (framer.buffered or self in budget.charged or self._core.held_bytes):
             budget.charge(self)
-        if self._idle_timer is not None and framer.buffered != before and not data.isspace():
-            # Only whole messages count as activity: a peer trickling
-            # the bytes of a line it never ends is idle (slowloris), and
-            # so is one sending blank lines.
-            self._last_active = self._now()
 
     def message_received(self, data: bytes, length: int | None = None) -> None:
         """
@@ -249,14 +250,11 @@ class JSONProtocol(Caller, LineReceiver):
         """
         if self._closed:
             return
-        self.bytes_received += len(data) if length is None else length
         self.partial_bytes = 0
         self._core.receive_message(data, length)
         budget = self._budget
         if budget is not None and (self._core.held_bytes or self in budget.charged):
             budget.charge(self)
-        if self._idle_timer is not None:
-            self._last_active = self._now()  # a whole message is activity
 
     def readConnectionLost(self) -> None:
         """The peer half-closed: answer everything it sent, then close."""
@@ -314,17 +312,17 @@ class JSONProtocol(Caller, LineReceiver):
 
     def _check_idle(self) -> None:
         idle = self.limits.idle_timeout
-        quiet = self.clock.seconds() - self._last_active
+        quiet = self.clock.seconds() - self._core.active_at
         core = self._core
         if core.busy or self.pending or quiet < idle:
             self._idle_timer = self.clock.callLater(idle - quiet if quiet < idle else idle, self._check_idle)
             return
         # Let the reactor read what already arrived (a stalled process
         # resumed with SIGCONT runs its timers before its reads) first.
-        self._idle_timer = self.clock.callLater(min(1.0, idle / 10), self._idle_confirmed, self._last_active)
+        self._idle_timer = self.clock.callLater(min(1.0, idle / 10), self._idle_confirmed, self._core.active_at)
 
     def _idle_confirmed(self, last_active: float) -> None:
-        if self._last_active != last_active or self._core.busy or self.pending:
+        if self._core.active_at != last_active or self._core.busy or self.pending:
             self._idle_timer = self.clock.callLater(self.limits.idle_timeout, self._check_idle)
             return
         self._idle_timer = None

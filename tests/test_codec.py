@@ -10,6 +10,7 @@ import collections
 import contextlib
 import dataclasses
 import datetime
+import decimal
 import enum
 import gc
 import math
@@ -530,19 +531,31 @@ def test_dumps_non_string_keys() -> None:
         dumps({1: float("nan")})
 
 
-def test_dict_keys_follow_the_stdlib_whatever_sits_beside_them() -> None:
+def test_dict_keys_are_written_alike_whatever_sits_beside_them() -> None:
     """
-    Key text is the stdlib's (repr of a float, never orjson's 0.00001), and
-    a key type the stdlib refuses is refused with or without a big integer
-    in the same value (an attack run found both varying with a sibling).
+    Key text is the stdlib's for numbers (repr of a float, never orjson's
+    0.00001), ISO 8601 for dates and times (never orjson's five-digit
+    microseconds), with or without a big integer in the same value (an
+    attack run found both varying with a sibling); other key types and two
+    keys written alike are refused.
     """
     assert dumps({1e-05: 1, 1.5e-07: 2, 1e16: 3}) == b'{"1e-05":1,"1.5e-07":2,"1e+16":3}'
     assert dumps({1e-05: 2**70}) == b'{"1e-05":1180591620717411303424}'
-    for key in (datetime.time(1, 2, 3, 10000), datetime.date(2020, 1, 2), uuid.UUID(int=1)):
-        for sibling in (1, 2**70):
-            with pytest.raises(EncodeError, match="keys must be str, int, float, bool or None"):
-                dumps({key: sibling})
+    time_key = datetime.time(1, 2, 3, 10000)
+    colour = enum.Enum("Colour", {"RED": "red", "TWO": 2})
+    for sibling, written in ((1, b"1"), (2**70, b"1180591620717411303424")):
+        assert dumps({time_key: sibling}) == b'{"01:02:03.010000":' + written + b"}"
+        assert dumps({datetime.date(2020, 1, 2): sibling}) == b'{"2020-01-02":' + written + b"}"
+        uuid_key = b'"00000000-0000-0000-0000-000000000001":'
+        assert dumps({uuid.UUID(int=1): sibling}) == b"{" + uuid_key + written + b"}"
+        assert dumps({colour.RED: sibling, colour.TWO: 0}) == b'{"red":' + written + b',"2":0}'
+        with pytest.raises(EncodeError, match="dict keys must be str, int, float, bool, None"):
+            dumps({decimal.Decimal(1): sibling})
+        with pytest.raises(EncodeError, match="two keys of one object would both be written as '1'"):
+            dumps({1: sibling, "1": 0})
     assert dumps({enum.IntEnum("E", "A").A: 1}) == b'{"1":1}'
+    assert dumps_line([{(1).__class__(7): {True: [{None: 1.5}]}}]) == b'[{"7":{"true":[{"null":1.5}]}}]\n'
+
 
 
 def test_null_in_data_is_not_mistaken_for_nan() -> None:

@@ -10,6 +10,7 @@ import json
 import math
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -231,14 +232,32 @@ class Number(float):
 @given(st.one_of(json_values, keyed_values), st.sampled_from([None, Key("k"), Number(2.5)]))
 def test_dict_keys_are_written_as_the_stdlib_writes_them(value: Any, wrap: Any) -> None:
     """
-    Whatever the keys, the text of every key is the stdlib json module's
-    (ints and floats by their repr: 1e-05, not orjson's 0.00001), whatever
-    else the value holds; values decode to what the stdlib wrote.
+    Whatever the keys, the text of every number, boolean and null key is
+    the stdlib json module's (a float by its repr: 1e-05, not orjson's
+    0.00001), whatever else the value holds; values decode to what the
+    stdlib wrote; keys written alike are refused.
     """
     if wrap is not None:
         value = {wrap: value}
-    expected = json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False))
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    if _has_duplicate_names(text):  # {1: ..., "1": ...}: refused, not written twice
+        with pytest.raises(EncodeError, match="two keys of one object"):
+            dumps(value)
+        return
+    expected = json.loads(text)
     assert_same(json.loads(dumps(value)), expected)
     assert_same(json.loads(dumps_line(value)), expected)
     reply = json.loads(dumps_line({"jsonrpc": "2.0", "result": value, "id": 7}, value))
     assert_same(reply["result"], expected)
+
+
+def _has_duplicate_names(text: str) -> bool:
+    found = False
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal found
+        found = found or len({name for name, _ in items}) < len(items)
+        return dict(items)
+
+    json.loads(text, object_pairs_hook=pairs)
+    return found
