@@ -319,7 +319,8 @@ class JSONProtocol(Caller, LineReceiver):
             return
         # Let the reactor read what already arrived (a stalled process
         # resumed with SIGCONT runs its timers before its reads) first.
-        self._idle_timer = self.clock.callLater(min(1.0, idle / 10), self._idle_confirmed, self._core.active_at)
+        last_active = core.active_at
+        self._idle_timer = self.clock.callLater(min(1.0, idle / 10), self._idle_confirmed, last_active)
 
     def _idle_confirmed(self, last_active: float) -> None:
         if self._core.active_at != last_active or self._core.busy or self.pending:

@@ -557,7 +557,6 @@ def test_dict_keys_are_written_alike_whatever_sits_beside_them() -> None:
     assert dumps_line([{(1).__class__(7): {True: [{None: 1.5}]}}]) == b'[{"7":{"true":[{"null":1.5}]}}]\n'
 
 
-
 def test_null_in_data_is_not_mistaken_for_nan() -> None:
     assert dumps([None, "null", {"null": None}]) == b'[null,"null",{"null":null}]'
 
