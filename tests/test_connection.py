@@ -1657,6 +1657,45 @@ def test_write_during_a_handler_keeps_order_with_replies() -> None:
     ]
 
 
+def test_traffic_is_counted_and_whole_messages_are_activity() -> None:
+    """
+    The core counts bytes both ways and stamps C{active_at} (the host's idle
+    timeout reads it) for each read that completes a line and each write; a
+    read that only adds to an unfinished line or brings blank lines does not
+    count as activity (a slowloris peer stays idle).
+    """
+    now = [0.0]
+    core, host = make({"echo": echo})
+    core.stamp = lambda: now[0]
+    reads = [req("echo", [1], 1), b'{"jsonrpc":"2.0","method"', b"\n", b"\n \n", b'["tric']
+    message = b'{"jsonrpc":"2.0","method":"echo","params":[2],"id":2}'
+    now[0] = 1.0
+    core.receive_data(reads[0])
+    assert core.active_at == 1.0
+    assert core.bytes_out == len(host.output) > 0
+    now[0] = 2.0
+    core.receive_data(reads[1])  # unfinished: not activity
+    assert core.active_at == 1.0
+    core.receive_data(reads[2])  # ends it: answered -32700, and a reply out is activity
+    assert core.active_at == 2.0
+    now[0] = 3.0
+    core.receive_data(reads[3])  # blank lines
+    core.receive_data(reads[4])  # trickled
+    assert core.active_at == 2.0
+    core.receive_message(message)
+    assert core.active_at == 3.0
+    now[0] = 4.0
+    core.write(b'{"jsonrpc":"2.0","method":"note"}\n')
+    assert core.active_at == 4.0
+    assert core.bytes_in == sum(map(len, reads)) + len(message)
+    assert core.bytes_out == len(host.output)
+    core.stamp = None  # no idle timeout: nothing stamps
+    now[0] = 5.0
+    core.write(b'{"jsonrpc":"2.0","method":"note"}\n')
+    assert core.active_at == 4.0
+    assert core.bytes_out == len(host.output)
+
+
 class Caller(FakeWaiter):
     """A waiter whose response makes this side call again (a client keeping calls outstanding)."""
 
