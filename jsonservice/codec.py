@@ -91,6 +91,8 @@ _LINE_OPTIONS: Final = _DUMPS_OPTIONS | orjson.OPT_APPEND_NEWLINE
 # its own way, and slows every dict down: 243 against 190 ns for a
 # three-key reply.)
 _KEY_REFUSED: Final = "Dict key must be str"
+# How deep _text_keys goes: what loads accepts, with room for the reply around it.
+_TEXT_KEYS_DEPTH: Final = ORJSON_MAX_DEPTH + 64
 
 # Digits map to "0", everything else to " ": a run of 19 digits then shows
 # up as a substring search, which is far cheaper than a regular expression.
@@ -424,7 +426,8 @@ def _rich(obj: Any) -> Any:
     if isinstance(obj, decimal.Decimal):
         return str(obj)  # exact, and what msgspec and pydantic read back
     if isinstance(obj, (msgspec.Struct, datetime.timedelta)):
-        return msgspec.to_builtins(obj)
+        # (A Struct's own dicts: msgspec writes their keys, by its rules.)
+        return _text_keys(msgspec.to_builtins(obj))
     pydantic = sys.modules.get("pydantic")
     if pydantic is not None and isinstance(obj, pydantic.BaseModel):
         return obj.model_dump(mode="json", by_alias=True)
@@ -455,7 +458,7 @@ def _like_orjson(obj: Any) -> Any:
     if isinstance(obj, enum.Enum):
         return obj.value
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return _dataclass_members(obj)
+        return _text_keys(_dataclass_members(obj))
     return _rich(obj)
 
 
@@ -489,31 +492,40 @@ def _key_text(key: Any) -> str:
     )
 
 
-def _text_keys(value: Any) -> Any:
-    """C{value} with the keys of its dicts (in lists and tuples too) as text (L{_key_text})."""
+def _text_keys(value: Any, depth: int = 0) -> Any:
+    """
+    C{value} with the keys of its dicts (in lists and tuples too) as text
+    (L{_key_text}).  Bounded in depth (compiled, deep recursion would
+    overflow the C stack rather than raise RecursionError).
+    """
     if isinstance(value, dict):
+        if depth > _TEXT_KEYS_DEPTH:
+            raise EncodeError(f"nesting deeper than {ORJSON_MAX_DEPTH}")
         out: dict[str, Any] = {}
         for key, item in value.items():
             text = key if type(key) is str else _key_text(key)
             if text in out:
                 shown = repr(text) if len(text) <= 40 else repr(text[:40]) + "..."
                 raise EncodeError(f"two keys of one object would both be written as {shown}")
-            out[text] = _text_keys(item)
+            out[text] = _text_keys(item, depth + 1)
         return out
     if isinstance(value, (list, tuple)):
-        return [_text_keys(item) for item in value]
+        if depth > _TEXT_KEYS_DEPTH:
+            raise EncodeError(f"nesting deeper than {ORJSON_MAX_DEPTH}")
+        return [_text_keys(item, depth + 1) for item in value]
     return value
 
 
-def _dumps_exact(value: Any, newline: bool, text_keys: bool = False) -> bytes:
+def _dumps_exact(value: Any, newline: bool) -> bytes:
     limit = sys.getrecursionlimit()
     try:
         # The C encoder recurses once per level; allow what loads allows.
         sys.setrecursionlimit(limit + 2 * ORJSON_MAX_DEPTH + 64)
-        if text_keys:
-            value = _text_keys(value)
+        # Keys by the one rule, whatever sent the value here (a big
+        # integer may come before a dict with a date key).
+        keyed = _text_keys(value)
         text = json.dumps(
-            value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_like_orjson
+            keyed, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_like_orjson
         )
     except (TypeError, ValueError) as exc:
         if "Out of range float" in str(exc):
@@ -543,10 +555,8 @@ def _not_orjson(value: Any, exc: orjson.JSONEncodeError, options: int, newline: 
     tried again with the rich types' JSON forms; anything else is refused.
     """
     message = str(exc)
-    if "64-bit" in message or "Recursion" in message:
+    if "64-bit" in message or "Recursion" in message or message.startswith(_KEY_REFUSED):
         return _dumps_exact(value, newline)
-    if message.startswith(_KEY_REFUSED):
-        return _dumps_exact(value, newline, text_keys=True)
     if message.startswith("Type is not JSON serializable"):
         return _dumps_rich(value, options, newline)
     raise EncodeError(message) from None
@@ -558,10 +568,10 @@ def _dumps_rich(value: Any, options: int, newline: bool) -> bytes:
         data = orjson.dumps(value, default=_rich, option=options)
     except orjson.JSONEncodeError as exc:
         message = str(exc)
-        if "64-bit" in message or "Recursion" in message:
+        if "64-bit" in message or "Recursion" in message or message.startswith(_KEY_REFUSED):
             return _dumps_exact(value, newline)
-        if message.startswith(_KEY_REFUSED):
-            return _dumps_exact(value, newline, text_keys=True)
+        if isinstance(exc.__cause__, EncodeError):  # _rich refused a Struct's keys
+            raise exc.__cause__ from None
         raise EncodeError(message) from None
     if data.find(b"null") != -1 and _has_non_finite(value, rich=True):
         raise EncodeError(_NON_FINITE)

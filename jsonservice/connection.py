@@ -228,9 +228,9 @@ class Connection(Replies):
 
     def receive_data(self, data: bytes) -> None:
         """
-        Bytes from the peer.  A read that completes a line is activity
-        (L{active_at}); one that only adds to an unfinished line (a peer
-        trickling bytes) or brings blank lines is not.
+        Bytes from the peer.  A read that completes a line that is not
+        blank is activity (L{active_at}); one that only adds to an
+        unfinished line (a peer trickling bytes) or brings blank lines is not.
         """
         if self._input_closed:
             return
@@ -238,7 +238,7 @@ class Connection(Replies):
         framer = self._framer
         lines = framer.feed(data)
         if lines:
-            if self.stamp is not None and not data.isspace():
+            if self.stamp is not None and (not data.isspace() or _any_message(lines)):
                 self.active_at = self.stamp()
             if self._queue or self._pumping:
                 # (While pumping, lines taken from the queue are still
@@ -264,8 +264,9 @@ class Connection(Replies):
         if self._input_closed:
             return
         self.bytes_in += len(data) if length is None else length
-        if self.stamp is not None:
-            self.active_at = self.stamp()  # a whole message is activity
+        blank = length is None and (not data or data.isspace())
+        if self.stamp is not None and not blank:
+            self.active_at = self.stamp()  # a message, not a blank one, is activity
         limit = self._framer.max_line_length
         if (len(data) if length is None else length) > limit:
             self._enqueue([LineTooLong(limit)])
@@ -846,7 +847,14 @@ class Connection(Replies):
             self._reply_in_order(self._error_line(None, exc))
             return
         framer.take_partial()
+        if self.stamp is not None:
+            self.active_at = self.stamp()  # a whole message, with no line end yet
         self._value_handler(value)
+
+
+def _any_message(lines: list[bytes | LineTooLong]) -> bool:
+    """Whether a read's lines hold more than blank lines (one that only brings a line's end)."""
+    return any(type(line) is not bytes or (line and not line.isspace()) for line in lines)
 
 
 def _no_message_handler(service: object) -> RPCError:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
-from .errors import MessageTooLarge, RPCError, Unauthorized
+from .errors import MessageTooLarge, RequestCancelled, RPCError, Unauthorized
 from .jsonrpc import NO_ID, Invalid, Request, Response
 from .jsonrpc import Batch as BatchMessage
 from .limits import Limits
@@ -24,8 +24,9 @@ __all__ = ["WAITING", "Batch", "Replies", "quote"]
 #: A reply slot whose handler is still running.
 WAITING: Final = object()
 
-#: Why a batch's requests after a wrong token get -32004.
+#: Why a batch's requests after a wrong token get -32004, and those running then -32800.
 _NOT_RUN: Final = "not run: a wrong token earlier in this batch ends the connection"
+_CUT: Final = "cancelled: a wrong token later in this batch ends the connection"
 
 
 def quote(value: object, limit: int = 80) -> str:
@@ -106,21 +107,12 @@ class Replies:
         items = batch.items
         collected = Batch(len(items))
         self._batches += 1
+        unrun = len(items)
         for index, item in enumerate(items):
-            kind = type(item)
             if self._discard:
-                # A wrong token: nothing after it runs.  What was answered
-                # (the -32004 among it) still goes out, with a -32004 for
-                # each request after it (a batch reply answers every
-                # request), then the close.
-                for rest in range(index, len(items)):
-                    if type(items[rest]) is Request:
-                        skipped: Request = items[rest]  # type: ignore[assignment]
-                        if skipped.id is not NO_ID:
-                            error = Unauthorized(data=_NOT_RUN)
-                            collected.replies[rest] = self._error_line(skipped.id, error)
-                collected.waiting = 0
+                unrun = index
                 break
+            kind = type(item)
             if kind is Request:
                 req: Request = item  # type: ignore[assignment]
                 try:
@@ -138,8 +130,34 @@ class Replies:
                     self._batch_reply(collected, index, invalid.id, None, invalid.error, None, write=False)
                     continue
                 self._batch_reply(collected, index, NO_ID, None, None, None, write=False)
+        if self._discard and collected.waiting:
+            self._cut_short(collected, items, unrun)
         if not collected.waiting:
             self._write_batch(collected)
+
+    def _cut_short(self, collected: Batch, items: list[Any], index: int) -> None:
+        """
+        A wrong token ran before C{items[index]}: nothing from there runs,
+        and the batch reply goes out now (then the close), answering every
+        request of it: what was answered, the invalid items from there their
+        error, the requests from there -32004 "not run", and those still
+        running -32800.
+        """
+        for at, item in enumerate(items):
+            if collected.replies[at] is not None:
+                continue
+            kind = type(item)
+            if kind is Request:
+                req: Request = item
+                if req.id is not NO_ID:
+                    error: RPCError = (
+                        Unauthorized(data=_NOT_RUN) if at >= index else RequestCancelled(data=_CUT)
+                    )
+                    collected.replies[at] = self._error_line(req.id, error)
+            elif kind is Invalid and at >= index:
+                invalid: Invalid = item
+                collected.replies[at] = self._error_line(invalid.id, invalid.error)
+        collected.waiting = 0
 
     def _batch_reply(
         self,
@@ -151,6 +169,8 @@ class Replies:
         method: str | None,
         write: bool = True,
     ) -> None:
+        if collected.waiting <= 0:
+            return  # a wrong token cut the batch short: its reply went out
         if id_ is not NO_ID:
             if error is None and collected.nbytes > self.limits.max_unsent:
                 # The reply would grow past what one connection may queue.

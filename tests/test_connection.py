@@ -1258,6 +1258,35 @@ def test_wrong_token_in_a_batch_stops_the_rest_of_the_batch() -> None:
     assert a.host.closes >= 1
 
 
+def test_wrong_token_in_a_batch_still_answers_every_request() -> None:
+    """
+    A batch cut short by a wrong token answers every request of it (an
+    attack run found one missing): a handler still running then gets
+    -32800, invalid items their -32600, requests after the token -32004 "not
+    run"; a handler finishing later changes nothing.  Also when the wrong
+    token is the batch's last item.
+    """
+    for last in (False, True):
+        a = Authed()
+        laters = Laters()
+        a.core.specials["slow"] = laters.responder
+        items = [req("rpc.authenticate", {"token": "s3cret"}, 1), req("slow", [], 2)]
+        wrong = req("rpc.authenticate", {"token": "bad"}, 3)
+        after = [req("rpc.ping", [], 4), b'{"jsonrpc":"2.0","id":7}', b"5", req("secret", [], 8)]
+        a.core.receive_data(batch(*items, *after, wrong) if last else batch(*items, wrong, *after))
+        [reply] = a.host.lines
+        codes = {item["id"]: item["error"]["code"] if "error" in item else None for item in reply}
+        if last:
+            assert codes == {1: None, 2: -32800, 3: -32004, 4: None, 7: -32600, None: -32600, 8: None}
+        else:
+            assert codes == {1: None, 2: -32800, 3: -32004, 4: -32004, 7: -32600, None: -32600, 8: -32004}
+            assert a.ran == []
+        assert len(reply) == 7
+        laters[2].succeed("late")  # the batch reply already went out
+        assert len(a.host.lines) == 1
+        assert a.host.closes >= 1
+
+
 def test_after_auth_a_wrong_token_is_32004_and_closes() -> None:
     a = Authed()
     a.core.receive_data(req("rpc.authenticate", {"token": "s3cret"}, 1))
@@ -1689,10 +1718,23 @@ def test_traffic_is_counted_and_whole_messages_are_activity() -> None:
     assert core.active_at == 4.0
     assert core.bytes_in == sum(map(len, reads)) + len(message)
     assert core.bytes_out == len(host.output)
+    # A notification (no reply) whose newline comes in a read of its own:
+    # the read is all whitespace, the line it ends is a message.
+    now[0] = 4.5
+    core.receive_data(b'"]\n')  # ends the trickled line (answered): start clean
+    now[0] = 4.6
+    core.receive_data(b'{"jsonrpc":"2.0","method":"echo","params":[0]}')
+    core.receive_data(b"\n")
+    assert core.active_at == 4.6
+    # Blank messages from a message-framed transport (WebSocket) are not.
+    now[0] = 4.7
+    for blank in (b"", b" ", b"\n\t"):
+        core.receive_message(blank)
+    assert core.active_at == 4.6
     core.stamp = None  # no idle timeout: nothing stamps
     now[0] = 5.0
     core.write(b'{"jsonrpc":"2.0","method":"note"}\n')
-    assert core.active_at == 4.0
+    assert core.active_at == 4.6
     assert core.bytes_out == len(host.output)
 
 
