@@ -557,6 +557,46 @@ def test_dict_keys_are_written_alike_whatever_sits_beside_them() -> None:
     assert dumps_line([{(1).__class__(7): {True: [{None: 1.5}]}}]) == b'[{"7":{"true":[{"null":1.5}]}}]\n'
 
 
+@dataclasses.dataclass
+class _Holder:
+    mapping: dict[Any, Any]
+
+
+def test_dict_keys_take_the_rule_wherever_the_dict_sits() -> None:
+    """
+    The same key text, or the same refusal, when orjson gives up before
+    reaching the dict (a big integer first, nesting past its 255 levels) or
+    the dict sits in a dataclass or a Struct (a second attack run found
+    each taking other rules, by order).
+    """
+    import msgspec
+
+    class Box(msgspec.Struct):
+        mapping: dict[Any, Any]
+
+    key = datetime.time(1, 2, 3, 10000)
+    deep: Any = {key: 1}
+    for _ in range(300):
+        deep = [deep]
+    assert dumps([2**70, {key: 1}]) == b'[1180591620717411303424,{"01:02:03.010000":1}]'
+    assert dumps(_Holder({key: 1})) == b'{"mapping":{"01:02:03.010000":1}}'
+    assert dumps([2**70, _Holder({key: 1})]) == b'[1180591620717411303424,{"mapping":{"01:02:03.010000":1}}]'
+    assert dumps(deep) == b"[" * 300 + b'{"01:02:03.010000":1}' + b"]" * 300
+    for value in (
+        [2**70, {1: 1, "1": 2}],
+        _Holder({1: 1, "1": 2}),
+        Box({1: 1, "1": 2}),
+        [{1: 1, "1": 2}, 2**70],
+    ):
+        with pytest.raises(EncodeError, match="two keys of one object would both be written as '1'"):
+            dumps(value)
+    too_deep: Any = {1: 1}
+    for _ in range(5000):
+        too_deep = [too_deep]
+    with pytest.raises(EncodeError, match="nesting deeper than"):
+        dumps([2**70, too_deep])
+
+
 def test_null_in_data_is_not_mistaken_for_nan() -> None:
     assert dumps([None, "null", {"null": None}]) == b'[null,"null",{"null":null}]'
 
