@@ -49,7 +49,7 @@ class OpenRPCDocument(Resource):
             request.setHeader(b"www-authenticate", b"Bearer")
             return dumps(error_reply(None, Unauthorized(data="Authorization: Bearer TOKEN")))
         service: JSONService = self.factory.service  # type: ignore[assignment]
-        return dumps(service.discover())
+        return dumps(service._document())
 
 
 #: The explorer's files, served from the package (no network, no build step).

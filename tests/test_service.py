@@ -804,3 +804,40 @@ class TestCallContext:
         assert ctx.state is proto.state
         with pytest.raises(AttributeError):
             ctx.other = 1  # type: ignore[attr-defined]
+
+
+def test_rpc_discover_builds_its_document_once_per_set_of_methods(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    rpc.discover's document costs ~0.3 ms to build and a peer may ask for it
+    in a loop: it is built once, and again only when the methods, title or
+    version change (registration reaches it at once).
+    """
+    import jsonservice.openrpc
+
+    built: list[int] = []
+    describe = jsonservice.openrpc.describe
+
+    def counting(*args: Any) -> Any:
+        built.append(1)
+        return describe(*args)
+
+    monkeypatch.setattr(jsonservice.openrpc, "describe", counting)
+    service = JSONService()
+    service.add_method("a", lambda: 1)
+    respond = service.responders["rpc.discover"]
+
+    def names() -> list[str]:
+        return [method["name"] for method in respond(None, 1, None)["methods"]]
+
+    assert names() == ["a"]
+    assert names() == ["a"]
+    assert len(built) == 1
+    service.add_method("b", lambda: 2)
+    assert names() == ["a", "b"]
+    service.add_method("b", lambda x: x)  # replaced
+    assert names() == ["a", "b"]
+    service.remove_method("a")
+    assert names() == ["b"]
+    service.title = "renamed"
+    assert respond(None, 1, None)["info"]["title"] == "renamed"
+    assert len(built) == 5
