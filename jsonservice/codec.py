@@ -546,6 +546,11 @@ def _dumps_exact(value: Any, newline: bool) -> bytes:
     return data + b"\n" if newline else data
 
 
+def _for_exact(message: str) -> bool:
+    """Whether orjson's refusal (C{message}) is one the exact encoder handles."""
+    return "64-bit" in message or "Recursion" in message or message.startswith(_KEY_REFUSED)
+
+
 def _not_orjson(value: Any, exc: orjson.JSONEncodeError, options: int, newline: bool) -> bytes:
     """
     orjson refused C{value}: integers past 64 bits, nesting past 255
@@ -555,7 +560,7 @@ def _not_orjson(value: Any, exc: orjson.JSONEncodeError, options: int, newline: 
     tried again with the rich types' JSON forms; anything else is refused.
     """
     message = str(exc)
-    if "64-bit" in message or "Recursion" in message or message.startswith(_KEY_REFUSED):
+    if _for_exact(message):
         return _dumps_exact(value, newline)
     if message.startswith("Type is not JSON serializable"):
         return _dumps_rich(value, options, newline)
@@ -568,7 +573,7 @@ def _dumps_rich(value: Any, options: int, newline: bool) -> bytes:
         data = orjson.dumps(value, default=_rich, option=options)
     except orjson.JSONEncodeError as exc:
         message = str(exc)
-        if "64-bit" in message or "Recursion" in message or message.startswith(_KEY_REFUSED):
+        if _for_exact(message):
             return _dumps_exact(value, newline)
         if isinstance(exc.__cause__, EncodeError):  # _rich refused a Struct's keys
             raise exc.__cause__ from None

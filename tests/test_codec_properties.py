@@ -32,14 +32,21 @@ scalars = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     text,
 )
-json_values = st.recursive(
-    scalars,
-    lambda children: st.one_of(
-        st.lists(children, max_size=5),
-        st.dictionaries(text, children, max_size=5),
-    ),
-    max_leaves=20,
-)
+
+
+def nested(keys: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Scalars, lists and dicts with C{keys}, nested."""
+    return st.recursive(
+        scalars,
+        lambda children: st.one_of(
+            st.lists(children, max_size=5),
+            st.dictionaries(keys, children, max_size=5),
+        ),
+        max_leaves=20,
+    )
+
+
+json_values = nested(text)
 
 
 def assert_same(a: Any, b: Any) -> None:
@@ -210,14 +217,7 @@ keys = st.one_of(
     st.booleans(),
     st.none(),
 )
-keyed_values = st.recursive(
-    scalars,
-    lambda children: st.one_of(
-        st.lists(children, max_size=5),
-        st.dictionaries(keys, children, max_size=5),
-    ),
-    max_leaves=20,
-)
+keyed_values = nested(keys)
 
 
 class Key(str):
