@@ -498,9 +498,9 @@ def _text_keys(value: Any, depth: int = 0) -> Any:
     (L{_key_text}).  Bounded in depth (compiled, deep recursion would
     overflow the C stack rather than raise RecursionError).
     """
+    if depth > _TEXT_KEYS_DEPTH and isinstance(value, (dict, list, tuple)):
+        raise EncodeError(f"nesting deeper than {ORJSON_MAX_DEPTH}")
     if isinstance(value, dict):
-        if depth > _TEXT_KEYS_DEPTH:
-            raise EncodeError(f"nesting deeper than {ORJSON_MAX_DEPTH}")
         out: dict[str, Any] = {}
         for key, item in value.items():
             text = key if type(key) is str else _key_text(key)
@@ -510,8 +510,6 @@ def _text_keys(value: Any, depth: int = 0) -> Any:
             out[text] = _text_keys(item, depth + 1)
         return out
     if isinstance(value, (list, tuple)):
-        if depth > _TEXT_KEYS_DEPTH:
-            raise EncodeError(f"nesting deeper than {ORJSON_MAX_DEPTH}")
         return [_text_keys(item, depth + 1) for item in value]
     return value
 
