@@ -63,12 +63,11 @@ CANCEL_METHOD: Final = "$/cancelRequest"
 FLUSH_AT: Final = 64 * 1024
 
 #: While input is handled, this side's calls and notifications go out
-#: every this many, sent at once (L{Host.send}), instead of with the rest
-#: at the read's end: the peer starts on them while this side goes on.  (A
+#: every this many, at once (L{Host.flush}), instead of with the rest at
+#: the read's end: the peer starts on them while this side goes on.  (A
 #: client answering a read of 100 responses with 100 new calls otherwise
 #: takes turns with its server, each idle while the other works.)  Replies
-#: are not sent early: that costs a server more writes for no concurrency;
-#: they are sent at once at the read's end.
+#: are not sent early: that costs a server more writes for no concurrency.
 CALLS_PER_FLUSH: Final = 32
 
 #: What a running request is counted as in L{Connection.held_bytes} (the
@@ -372,7 +371,7 @@ class Connection(Replies):
                 # is checked for numbers needing the exact decoder itself.
                 self._exact = True
         if out:
-            self._send(bytes(out), True)
+            self._send(bytes(out))
         if self._close_after_write:
             self._host.close()
             return
@@ -760,7 +759,8 @@ class Connection(Replies):
         self._gathered_calls += 1
         if self._gathered_calls >= CALLS_PER_FLUSH:
             self._gathered_calls = 0
-            self._flush(True)
+            self._flush()
+            self._host.flush()
 
     def _write(self, data: bytes) -> None:
         out = self._out
@@ -769,28 +769,21 @@ class Connection(Replies):
         else:
             self._send(data)
 
-    def _flush(self, now: bool = False) -> None:
+    def _flush(self) -> None:
         out = self._out
         if out:
             data = bytes(out)
             out.clear()
-            self._send(data, now)
+            self._send(data)
 
-    def _send(self, data: bytes, now: bool = False) -> None:
-        """
-        Hand bytes to the host, counted; a message out is activity too.
-        C{now}: to be sent at once (L{Host.send}), not at the event loop's
-        next turn.
-        """
+    def _send(self, data: bytes) -> None:
+        """Hand bytes to the host, counted; a message out is activity too."""
         if self._closed:
             return
         self.bytes_out += len(data)
         if self.stamp is not None:
             self.active_at = self.stamp()
-        if now:
-            self._host.send(data)
-        else:
-            self._host.write(data)
+        self._host.write(data)
 
     # -- ending ----------------------------------------------------------------
 

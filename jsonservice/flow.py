@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.abstract import FileDescriptor
 from twisted.internet.interfaces import IPushProducer, ISSLTransport
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -29,21 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["OutputWatch", "unsent_bytes"]
 
 _log = Logger(namespace="jsonservice.protocol")
-
-
-def _idle(transport: FileDescriptor) -> bool:
-    """
-    Whether a C{FileDescriptor} transport can take bytes straight to its
-    socket: connected, not closing either way, nothing of its own unsent.
-    """
-    return bool(
-        not transport._tempDataLen
-        and transport.offset == len(transport.dataBuffer)
-        and transport.connected
-        and not transport.disconnecting
-        and not transport._writeDisconnecting
-        and not transport._writeDisconnected
-    )
 
 
 def unsent_bytes(transport: Any) -> int | None:
@@ -68,7 +52,6 @@ class OutputWatch:
     def __init__(self, proto: JSONProtocol) -> None:
         self._proto = proto
         self._watched: Any = None
-        self._direct = False
         self.backed_up = False
         self._holding = False
         self._stall_timer: IDelayedCall | None = None
@@ -88,10 +71,6 @@ class OutputWatch:
             # many bytes per read.  Past it, check() compares with max_unsent.
             transport.bufferSize = min(transport.bufferSize, proto.limits.max_unsent)
         self._watched = transport
-        # Replies may go straight to the socket (L{send}) where the
-        # transport is one of Twisted's own file descriptors and the one
-        # the protocol writes to (not under TLS, not wrapped).
-        self._direct = transport is proto.transport and isinstance(transport, FileDescriptor)
         with contextlib.suppress(RuntimeError):  # another producer is registered already
             transport.registerProducer(self, True)
 
@@ -102,36 +81,18 @@ class OutputWatch:
             watched.unregisterProducer()
         self._stop_timer()
 
-    def send(self, data: bytes) -> None:
+    def send_now(self) -> None:
         """
-        Write C{data} and send it now, not when the reactor next finds the
-        socket writable: the replies of a read, calls made while responses
-        are handled.  On a Twisted C{FileDescriptor} transport (TCP, UNIX)
-        holding nothing unsent, C{data} goes straight to its
-        C{writeSomeData} (one C{send}: no writer registered with the
-        reactor, no C{doWrite} at its next turn, and the order kept, since
-        nothing is ahead of it); what the socket does not take, or an
-        error, is left to the transport, which sends or meets it in its
-        own time.  Past the transport's C{SEND_LIMIT} (what one C{send}
-        takes at most) it all goes to the transport: no copy of the rest.  Under TLS the connection under it is told to send (the
-        bytes are encrypted by then); other transports send in their own
-        time.  Not while closing: the transport's C{doWrite} then finishes
-        the close behind the reactor.
+        Send what the transport holds now, not when the reactor next finds
+        the socket writable: C{doWrite} of Twisted's C{FileDescriptor}
+        transports writes what the socket takes and keeps the rest for the
+        reactor (other transports send in their own time).  Not while
+        closing: C{doWrite} would then finish the close behind the reactor.
+        An error is left for the reactor, which meets it at its next turn.
         """
         watched = self._watched
-        transport: Any = self._proto.transport
-        if watched is transport and self._direct and len(data) <= watched.SEND_LIMIT and _idle(watched):
-            sent = watched.writeSomeData(data)
-            if type(sent) is int:  # else a ConnectionLost, met by the reactor at its next write
-                if sent == len(data):
-                    return
-                data = data[sent:]
-            transport.write(data)
-            return
-        transport.write(data)
-        if watched is not None and watched is not transport and not watched.disconnecting:
-            with contextlib.suppress(AttributeError):
-                watched.doWrite()
+        if watched is not None and not watched.disconnecting and hasattr(watched, "doWrite"):
+            watched.doWrite()
 
     @property
     def unsent(self) -> int:

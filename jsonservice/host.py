@@ -42,23 +42,15 @@ class TwistedHost:
         if proto._closed or proto.transport is None:
             return
         proto.transport.write(data)
-        self._written(proto)
-
-    def send(self, data: bytes) -> None:
-        proto = self._proto
-        if proto._closed or proto.transport is None:
-            return
-        proto._watch.send(data)
-        self._written(proto)
-
-    @staticmethod
-    def _written(proto: JSONProtocol) -> None:
         watch = proto._watch
         if watch.backed_up:
             watch.check()
         budget = proto._budget
         if budget is not None and (watch.backed_up or proto in budget.charged):
             budget.charge(proto)
+
+    def flush(self) -> None:
+        self._proto._watch.send_now()
 
     @staticmethod
     def pending(result: Any) -> Deferred[Any] | None:

@@ -51,12 +51,8 @@ class Host(typing.Protocol):
     def write(self, data: bytes) -> None:
         """Send bytes to the peer (an event loop may send them at its next turn)."""
 
-    def send(self, data: bytes) -> None:
-        """
-        Like L{write}, sending now where the I/O layer can (not at the event
-        loop's next turn): the core's end-of-read replies and the calls it
-        gathers every L{CALLS_PER_FLUSH<jsonservice.connection.CALLS_PER_FLUSH>}.
-        """
+    def flush(self) -> None:
+        """Send what was written now, not at the event loop's next turn (or do nothing)."""
 
     def pending(self, result: Any) -> Any:
         """

@@ -105,9 +105,8 @@ class FakeHost:
         self.internal.append((error, what))
         return InternalError(data={"error_id": "x"})
 
-    def send(self, data: bytes) -> None:
-        self.write(data)
-        self.events[-1] = ("send", data)
+    def flush(self) -> None:
+        self.events.append(("flush", None))
 
     def close(self) -> None:
         self.closes += 1
@@ -1756,8 +1755,8 @@ class Caller(FakeWaiter):
 def test_calls_made_while_responses_are_handled_go_out_every_32() -> None:
     """
     A client answering a read of responses with new calls sends them in
-    groups as it goes (sent at once), so its server starts on them at
-    once; the rest goes out at the read's end, all in order.
+    groups as it goes (written and flushed), so its server starts on them
+    at once; the rest goes out at the read's end, all in order.
     """
     core, host = make()
     count = CALLS_PER_FLUSH * 3 + 5
@@ -1765,26 +1764,16 @@ def test_calls_made_while_responses_are_handled_go_out_every_32() -> None:
         core.calls[id_] = Caller(core, id_)
     core.receive_data(b"".join(b'{"jsonrpc":"2.0","result":1,"id":%d}\n' % i for i in range(count)))
     kinds = [kind for kind, _ in host.events]
-    assert kinds == ["send"] * 4
-    assert [len(data.splitlines()) for _, data in host.events] == [32, 32, 32, 5]
+    assert kinds == ["write", "flush"] * 3 + ["write"]
+    assert [len(data.splitlines()) for kind, data in host.events if kind == "write"] == [32, 32, 32, 5]
     assert [line["id"] for line in host.lines] == [i + 1000 for i in range(count)]
 
 
 def test_replies_are_not_flushed_early() -> None:
-    """
-    Replies of one read go out once, at its end, to be sent at once (a
-    server gains nothing by sending them earlier); what is written outside
-    a read (a handler finishing later) waits for the event loop's turn, so
-    that several such writes go out together.
-    """
-    core, host = make({"echo": echo, "later": lambda params, id_, owner: Later()})
+    """Replies of one read go out once, at its end: a server gains nothing by sending them early."""
+    core, host = make({"echo": echo})
     core.receive_data(b"".join(req("echo", [k], k) for k in range(CALLS_PER_FLUSH * 4)))
-    assert [kind for kind, _ in host.events] == ["send"]
-    core.receive_data(req("later", None, "a") + req("later", None, "b"))
-    assert [kind for kind, _ in host.events] == ["send"]
-    for task in list(host.started):
-        core.complete(task, 1)
-    assert [kind for kind, _ in host.events] == ["send", "write", "write"]
+    assert [kind for kind, _ in host.events] == ["write"]
 
 
 # -- the property: chunking does not change the output -----------------------------------------

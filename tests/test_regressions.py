@@ -16,7 +16,7 @@ from typing import Any
 import pytest_twisted
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
 from twisted.internet.threads import deferToThread
@@ -310,19 +310,14 @@ def _file_descriptor() -> Any:
 
     class Socketless(FileDescriptor):
         accepting = 0  # how many bytes the "socket" takes per write
-        lost = False  # the "socket" says the connection is gone
 
         def __init__(self, reactor: Any) -> None:
             super().__init__(reactor=reactor)
             self.sent = b""
-            self.sends: list[bytes] = []  # what each send took
 
-        def writeSomeData(self, data: bytes) -> Any:
-            if self.lost:
-                return ConnectionLost()
+        def writeSomeData(self, data: bytes) -> int:
             taken = min(len(data), self.accepting)
             self.sent += bytes(data[:taken])
-            self.sends.append(bytes(data[:taken]))
             return taken
 
         def getPeer(self) -> Any:
@@ -362,109 +357,40 @@ def test_close_completes_though_the_output_watch_was_paused() -> None:
     assert outcome is not None, "doWrite resumed the producer instead of closing"
 
 
-def _connected(proto: Any, accepting: int = 1 << 30) -> Any:
-    fd = _file_descriptor()
-    fd.accepting = accepting
-    fd.protocol = proto
-    proto.makeConnection(fd)
-    return fd
-
-
-def _unsent(fd: Any) -> bytes:
-    return bytes(fd.dataBuffer[fd.offset :]) + b"".join(fd._tempDataBuffer)
-
-
-def test_the_replies_of_a_read_go_straight_to_the_socket() -> None:
-    """
-    A read's replies are sent by one send at the read's end, without
-    waiting for the reactor to find the socket writable (no writer is
-    registered: no doWrite at its next turn).
-    """
-    fd = _connected(JSONProtocol(_service(), None, Clock()))
-    fd.protocol.dataReceived(b"".join(_request("echo", [k], k) for k in range(50)))
-    assert len(fd.sends) == 1
-    assert [line["id"] for line in _lines(fd.sent)] == list(range(50))
-    assert fd not in fd.reactor.writers
-    assert _unsent(fd) == b""
-    # Past what one send takes, the transport sends it, in its own time.
-    fd.protocol.dataReceived(_request("blob", [fd.SEND_LIMIT], "big"))
-    assert len(fd.sends) == 1
-    assert _lines(_unsent(fd))[0]["id"] == "big"
-
-
-def test_what_the_socket_does_not_take_is_left_to_the_transport_in_order() -> None:
-    """
-    What the socket does not take stays with the transport, which sends it
-    when the socket is writable; later replies queue behind it (nothing
-    overtakes), then go straight out again once it drained.
-    """
-    fd = _connected(JSONProtocol(_service(), None, Clock()), accepting=100)
-    proto = fd.protocol
-    proto.dataReceived(b"".join(_request("echo", [k], k) for k in range(10)))
-    assert len(fd.sent) == 100
-    assert fd in fd.reactor.writers
-    proto.dataReceived(_request("echo", ["late"], 10))
-    assert len(fd.sends) == 1  # not sent past the bytes still waiting
-    fd.doWrite()  # the socket takes 100 more; the rest waits in the transport's send buffer
-    proto.dataReceived(_request("echo", ["later"], 11))
-    assert len(fd.sends) == 2
-    fd.accepting = 1 << 30
-    fd.doWrite()
-    assert [line["id"] for line in _lines(fd.sent)] == list(range(12))
-    assert fd not in fd.reactor.writers
-    proto.dataReceived(_request("echo", [12], 12))
-    assert len(fd.sends) == 4
-    assert _lines(fd.sends[-1]) == [{"jsonrpc": "2.0", "result": 12, "id": 12}]
-
-
-def test_replies_are_not_sent_past_a_close_or_a_lost_socket() -> None:
-    """
-    Closing (either way), nothing goes straight to the socket: the
-    transport's doWrite sends and then finishes the close.  A socket that
-    says the connection is gone leaves the bytes to the transport, which
-    meets the error at its next write.
-    """
-    for closing in ("disconnecting", "_writeDisconnecting", "_writeDisconnected"):
-        fd = _connected(JSONProtocol(_service(), None, Clock()))
-        setattr(fd, closing, True)
-        fd.protocol.dataReceived(_request("echo", [1], 1))
-        assert fd.sends == [], closing
-    fd = _connected(JSONProtocol(_service(), None, Clock()))
-    fd.lost = True
-    fd.protocol.dataReceived(_request("echo", [1], 1))
-    assert _lines(_unsent(fd)) == [{"jsonrpc": "2.0", "result": 1, "id": 1}]
-    assert fd in fd.reactor.writers
-
-
 def test_calls_made_while_responses_are_handled_are_sent_at_once() -> None:
     """
     A client answering a read of responses with new calls sends each 32 of
-    them to the socket as it goes (its server starts on them meanwhile),
-    the rest at the read's end.  Not while closing: the reactor's doWrite
-    then sends, and finishes the close.
+    them to the socket as it goes (its server starts on them meanwhile);
+    the rest waits for the reactor's next turn.  Not while closing: the
+    reactor's doWrite finishes a close.
     """
     from jsonservice import JSONClientFactory
 
-    fd = _connected(JSONClientFactory(clock=Clock()).buildProtocol(None))
-    proto = fd.protocol
+    fd = _file_descriptor()
+    fd.accepting = 1 << 30
+    proto = JSONClientFactory(clock=Clock()).buildProtocol(None)
+    fd.protocol = proto
+    proto.makeConnection(fd)
 
     def again(_: Any) -> None:
         proto.call("echo", 1)
 
     for _ in range(40):
         proto.call("echo", 1).addCallback(again)
-    fd.doWrite()  # calls made outside a read: the reactor sends them
-    assert fd.sends[0].count(b"\n") == 40
+    fd.doWrite()  # the reactor sends the first 40
+    assert fd.sent.count(b"\n") == 40
     proto.dataReceived(b"".join(b'{"jsonrpc":"2.0","result":1,"id":%d}\n' % i for i in range(1, 41)))
-    assert [chunk.count(b"\n") for chunk in fd.sends] == [40, 32, 8]  # all during the read
+    assert fd.sent.count(b"\n") == 40 + 32  # sent during the read
+    fd.doWrite()
+    assert fd.sent.count(b"\n") == 80
     assert [line["id"] for line in _lines(fd.sent)] == list(range(1, 81))
-    assert fd not in fd.reactor.writers
     fd.disconnecting = True  # closing: the reactor's doWrite sends (and then closes)
     for _ in range(40):
         proto.call("echo", 1).addCallback(again)
     proto.dataReceived(b"".join(b'{"jsonrpc":"2.0","result":1,"id":%d}\n' % i for i in range(81, 121)))
     assert fd.sent.count(b"\n") == 80
-    assert [line["id"] for line in _lines(_unsent(fd))] == list(range(81, 161))
+    unsent = b"".join(fd._tempDataBuffer)
+    assert [line["id"] for line in _lines(unsent)] == list(range(81, 161))
 
 
 def test_a_peer_address_that_is_not_an_address_is_refused() -> None:
