@@ -11,7 +11,9 @@ a value:
 
   - orjson turns integers beyond 64 bits into floats.  Input that may hold
     one (a run of 19 or more digits) is decoded by the exact fallback
-    decoder instead, which applies the same rules as orjson.
+    decoder instead, which applies the same rules as orjson.  (The
+    msgspec decoders of the hot path, L{shape_decoder}, keep such integers
+    exact themselves.)
   - orjson turns a number below the float range (C{1e-400}) into C{0.0}.
     Input holding a literal that could underflow (a digit, then C{e-} and an
     exponent of three digits or more) goes to the fallback decoder, which
@@ -96,6 +98,8 @@ _TEXT_KEYS_DEPTH: Final = ORJSON_MAX_DEPTH + 64
 
 # Digits map to "0", everything else to " ": a run of 19 digits then shows
 # up as a substring search, which is far cheaper than a regular expression.
+# (Searched in raw text, it is a run of 19 zeros: the fraction of a literal
+# with no exponent starts with hundreds of them to fall below the float range.)
 _DIGITS_ONLY: Final = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
 _LONG_RUN: Final = b"0" * 19
 # The same, keeping "e", "E" (as "e") and "-": an exponent "e-" shows up too.
@@ -143,18 +147,28 @@ def may_hold_big_int(data: bytes) -> bool:
     return data.translate(_DIGITS_ONLY).find(_LONG_RUN) != -1
 
 
-def may_need_exact(data: bytes) -> bool:
+def may_need_exact(data: bytes, big_ints: bool = True) -> bool:
     """
-    Return whether C{data} may hold a number that only the exact path
-    decodes unchanged: a run of 19 or more digits (L{may_hold_big_int}) or
-    an exponent C{e-} (a literal that may underflow).  One translate and
-    two searches, for a whole read at once: the framer asks it per read,
-    and only lines of a read where it says yes are checked one by one.
+    Return whether C{data} may hold a number that the fast decoders would
+    change: a literal that falls below the float range (C{1e-400}, or C{0.}
+    and hundreds of zeros: both msgspec and orjson make it C{0.0}), seen as
+    an exponent C{e-} or C{E-} or a run of 19 zeros; and with C{big_ints},
+    a run of 19 or more digits (L{may_hold_big_int}: an integer past 64
+    bits, which orjson makes a float).  For a whole read at once: the
+    framer asks it per read, and only lines of a read where it says yes are
+    checked one by one.
+
+    @param big_ints: L{False} when the lines go to msgspec's decoders
+        (L{shape_decoder}), which keep such integers exact: then no copy of
+        C{data} is made, only searches.
     """
-    numbers = data.translate(_NUMBER_CHARS)
+    if big_ints:
+        # One translate and two searches.
+        numbers = data.translate(_NUMBER_CHARS)
+        return numbers.find(_LONG_RUN) != -1 or (45 in numbers and numbers.find(b"e-") != -1)
     # (A search for the two-byte "e-" is slow in text full of "e"s: a
     # minus sign, rare in most traffic, is looked for first, by memchr.)
-    return numbers.find(_LONG_RUN) != -1 or (45 in numbers and numbers.find(b"e-") != -1)
+    return data.find(_LONG_RUN) != -1 or (45 in data and (data.find(b"e-") != -1 or data.find(b"E-") != -1))
 
 
 def _needs_exact(data: bytes) -> bool:
@@ -316,7 +330,9 @@ def _orjson_error(exc: orjson.JSONDecodeError, data: bytes, max_depth: int) -> P
     return ParseError(data=f"{exc.msg} at byte {_byte_offset(data, exc.pos)}")
 
 
-def loads(data: bytes, max_depth: int = ORJSON_MAX_DEPTH, check_exact: bool = True) -> Any:
+def loads(
+    data: bytes, max_depth: int = ORJSON_MAX_DEPTH, check_exact: bool = True, big_ints_checked: bool = True
+) -> Any:
     """
     Decode one JSON text, strictly, in time linear in C{len(data)}.
 
@@ -324,11 +340,14 @@ def loads(data: bytes, max_depth: int = ORJSON_MAX_DEPTH, check_exact: bool = Tr
     @param max_depth: deepest nesting accepted, at most 1024.
     @param check_exact: pass L{False} only when L{may_need_exact} was
         already false for bytes that include C{data} (the framer tells).
+    @param big_ints_checked: L{False} when that C{may_need_exact} was asked
+        without C{big_ints}: then C{data} is still looked at for integers
+        past 64 bits.
     @raise ParseError: not strict JSON, nested deeper than C{max_depth}, a
         number that would change (past the float range, an integer past the
         int/str conversion limit); C{data} says what and where.
     """
-    if check_exact and _needs_exact(data):
+    if _needs_exact(data) if check_exact else (not big_ints_checked and may_hold_big_int(data)):
         return _loads_exact(data, max_depth)
     try:
         value = _orjson_loads(data)
@@ -350,11 +369,14 @@ def shape_decoder(shape: type[S]) -> Callable[[bytes, int, bool], S | None]:
     when C{data} is anything else, malformed text included.  Then
     L{loads} decodes it and says what it is.
 
-    It accepts only what L{loads} accepts, with the same values: text that
-    L{loads} takes down its exact path (a possible big integer or
-    underflow) or checks for depth is left to L{loads}.  msgspec validates
-    the shape while it parses, without building a dict: that is the gain.
-    The decoder takes the same C{max_depth} and C{check_exact} as L{loads}.
+    It accepts only what L{loads} accepts, with the same values: msgspec
+    keeps integers past 64 bits exact (and refuses them past the int/str
+    digit limit, leaving them to L{loads}, which says so), parses floats as
+    the stdlib does, and refuses infinities; text that may underflow
+    (L{may_need_exact}, then the line's own check) or that is checked for
+    depth is left to L{loads}.  msgspec validates the shape while it
+    parses, without building a dict: that is the gain.  The decoder takes
+    the same C{max_depth} and C{check_exact} as L{loads}.
     """
     decode = msgspec.json.Decoder(shape).decode
     errors = (msgspec.DecodeError, RecursionError)

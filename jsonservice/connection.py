@@ -131,8 +131,12 @@ class Connection(Replies):
         self._queue_bytes = 0
         # Whether a queued line may need the exact decoder: the framer's
         # flag of every read whose lines are queued (a line held back keeps
-        # its own read's flag, not the latest read's).
+        # its own read's flag, not the latest read's); and whether those
+        # flags covered integers past 64 bits (reads looked at while the
+        # msgspec shapes were tried did not: such lines that reach orjson
+        # are looked at one by one).
         self._exact = False
+        self._big_checked = True
         self._peeked = 0
         self._pumping = False
         self._reading = True
@@ -240,18 +244,22 @@ class Connection(Replies):
             return
         self.bytes_in += len(data)
         framer = self._framer
+        # Lines the msgspec shapes decode need no look for big integers.
+        framer.big_ints = not self._shapes
         lines = framer.feed(data)
         if lines:
             if self.stamp is not None and (not data.isspace() or _any_message(lines)):
                 self.active_at = self.stamp()
             if self._queue or self._pumping:
                 # (While pumping, lines taken from the queue are still
-                # running with the flag so far: it may only grow.)
+                # running with the flags so far: each may only widen.)
                 self._enqueue(lines)
                 self._exact = self._exact or framer.may_need_exact
+                self._big_checked = self._big_checked and framer.covers_big_ints
             else:
                 self._queue = lines
                 self._exact = framer.may_need_exact
+                self._big_checked = framer.covers_big_ints
         self._pump()
 
     def receive_message(self, data: bytes, length: int | None = None) -> None:
@@ -481,7 +489,7 @@ class Connection(Replies):
         if line.isspace():
             return
         try:
-            value = loads(line, self._max_depth, exact)
+            value = loads(line, self._max_depth, exact, self._big_checked)
         except ParseError as exc:
             self._reply_in_order(self._error_line(None, exc))
             return

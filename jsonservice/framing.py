@@ -91,9 +91,17 @@ class Framer:
     @ivar buffered: bytes held that are not yet part of a complete line.
     @ivar max_line_length: the limit, in bytes, not counting the line end.
     @ivar may_need_exact: whether the lines the last L{feed} returned may
-        hold a number only the exact path decodes unchanged, an integer
-        past 64 bits or an underflow (pass it to L{loads
+        hold a number only the exact path decodes unchanged, an underflow
+        or (with C{big_ints}) an integer past 64 bits (pass it to L{loads
         <jsonservice.codec.loads>} as C{check_exact}).
+    @ivar big_ints: set by the owner: whether the reads to come are looked
+        at for integers past 64 bits too (their lines go to orjson); not
+        needed for lines that msgspec decodes (see L{may_need_exact
+        <jsonservice.codec.may_need_exact>}).  Default: yes.
+    @ivar covers_big_ints: whether L{may_need_exact} of the last L{feed}
+        covers such integers (every read holding a piece of its lines was
+        looked at with C{big_ints}; pass it to L{loads} as
+        C{big_ints_checked}).
     @ivar scanned: bytes the structural scanner of L{unterminated} has
         examined since construction, counting every pass it makes over a
         byte (a handful at most): a deterministic measure of its work.
@@ -106,13 +114,16 @@ class Framer:
         "_escape",
         "_last",
         "_parts",
+        "_parts_big",
         "_parts_exact",
         "_scan_index",
         "_scan_pos",
         "_scanning",
         "_state",
         "_tail",
+        "big_ints",
         "buffered",
+        "covers_big_ints",
         "max_line_length",
         "may_need_exact",
         "scanned",
@@ -124,9 +135,12 @@ class Framer:
         self._tail = b""  # the last 18 bytes held, for digit runs and "e-" across reads
         self.buffered = 0
         self._parts_exact = False
+        self._parts_big = True  # every piece held was looked at with big_ints
         self._discarding = False
         self._after_cr = False  # the last byte fed was a CR ending a line
         self.may_need_exact = False
+        self.big_ints = True
+        self.covers_big_ints = True
         self.scanned = 0
         # The last non-whitespace byte of the unfinished line, or -1.
         self._last = -1
@@ -163,24 +177,31 @@ class Framer:
         if 13 in data:  # a CR is rare; an int test is one memchr
             self._after_cr = data[-1] == 13
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        big = may_need_exact(data)
+        big_ints = self.big_ints
+        big = may_need_exact(data, big_ints)
+        covers = big_ints
         if self._discarding:
             end = data.find(b"\n")
             if end < 0:
                 self.may_need_exact = big
+                self.covers_big_ints = covers
                 return []
             data = data[end + 1 :]
             self._discarding = False
         parts = self._parts
-        if parts and not big:
-            # A digit run or an "e-" may straddle the boundary, or sit in earlier pieces.
-            big = self._parts_exact or may_need_exact(self._tail + data[:18])
+        if parts:
+            covers = covers and self._parts_big
+            if not big:
+                # A digit run or an "e-" may straddle the boundary, or sit in earlier pieces.
+                big = self._parts_exact or may_need_exact(self._tail + data[:18], big_ints)
         self.may_need_exact = big
+        self.covers_big_ints = covers
         if 10 not in data:  # no line ends here
             out: list[bytes | LineTooLong] = []
             if data:
                 self._append(data)
                 self._parts_exact = big
+                self._parts_big = covers
                 if self.buffered > self.max_line_length:
                     out.append(LineTooLong(self.max_line_length))
                     self._drop_partial(discard_rest=True)
@@ -194,6 +215,7 @@ class Framer:
             self._parts = []
             self._tail = b""
             self._parts_exact = False
+            self._parts_big = True
             self._last = -1
             self.buffered = 0
             if self._scanning:
@@ -204,7 +226,8 @@ class Framer:
         if rest:
             self._parts = [rest]
             self._tail = rest[-18:]
-            self._parts_exact = big and may_need_exact(rest)
+            self._parts_exact = big and may_need_exact(rest, big_ints)
+            self._parts_big = big_ints
             self.buffered = size = len(rest)
             stripped = rest.rstrip(_WHITESPACE)
             self._last = stripped[-1] if stripped else -1
@@ -399,6 +422,7 @@ class Framer:
         self._tail = b""
         self.buffered = 0
         self._parts_exact = False
+        self._parts_big = True
         self._last = -1
         self._discarding = discard_rest
         if self._scanning:

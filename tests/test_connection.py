@@ -1985,6 +1985,50 @@ def test_a_peers_unexpected_messages_are_logged_a_bounded_number_of_times() -> N
     assert host.lines == []
 
 
+@pytest.mark.parametrize(
+    ("number", "expected"),
+    [
+        (b"12345678901234567890123", 12345678901234567890123),
+        (b"-98765432109876543210", -98765432109876543210),
+        (b"0.123456789012345678901234567", 0.123456789012345678901234567),
+        (b"0." + b"0" * 400 + b"1", "underflows to 0.0"),
+        (b"1" + b"0" * 330 + b".5e-700", "underflows to 0.0"),
+        (b"1" + b"0" * 4400, "digit"),
+    ],
+    ids=[
+        "big-int",
+        "negative-big-int",
+        "long-fraction",
+        "zeros-underflow",
+        "long-mantissa-underflow",
+        "past-limit",
+    ],
+)
+def test_numbers_on_the_hot_path_are_exact_or_refused(number: bytes, expected: Any) -> None:
+    """
+    A request (the msgspec shape) and a response to this side's call carry
+    big integers exactly and long fractions as the stdlib reads them; a
+    literal below the float range is refused, exponent or not; an integer
+    past the digit limit gets the general path's error.
+    """
+    core, host = make({"echo": lambda params, id_, owner: params[0]})
+    core.receive_data(b'{"jsonrpc":"2.0","method":"echo","params":[%s],"id":1}\n' % number)
+    waiter = FakeWaiter()
+    core.calls[7] = waiter
+    core.receive_data(b'{"jsonrpc":"2.0","result":%s,"id":7}\n' % number)
+    if isinstance(expected, str):
+        assert code_of(host.lines[0]) == -32700
+        assert expected in host.lines[0]["error"]["data"]
+        assert code_of(host.lines[1]) == -32700  # the response is not JSON either
+        assert waiter.outcomes == []
+    else:
+        value = host.lines[0]["result"]
+        assert value == expected
+        assert type(value) is type(expected)
+        assert waiter.outcomes == [("resolve", expected)]
+        assert type(waiter.outcomes[0][1]) is type(expected)
+
+
 def test_a_line_handled_outside_a_read_is_checked_for_exact_numbers_itself() -> None:
     """A direct lineReceived call (no framer flag for it) after an ordinary read."""
     core, host = make({"echo": lambda params, id_, owner: params[0]})

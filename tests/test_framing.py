@@ -205,6 +205,69 @@ def test_framer_big_int_flag_when_the_number_came_in_an_earlier_chunk() -> None:
     assert type(value[0]) is int
 
 
+TINY = b"0." + b"0" * 400 + b"1"  # below the float range, with no exponent
+
+
+@pytest.mark.parametrize("cut", [1, 2, 10, 19, 20, 200, 401, 402])
+@pytest.mark.parametrize("big_ints", [True, False])
+def test_framer_flags_a_run_of_zeros_across_a_chunk_boundary(cut: int, big_ints: bool) -> None:
+    """
+    A literal below the float range needs no exponent: C{0.} and 400 zeros.
+    Its run of zeros, whole or cut between reads, flags the line, which is
+    then refused, not decoded as C{0.0}, whether or not the framer also
+    looks for big integers.
+    """
+    line = b"[" + TINY + b"]"
+    framer = Framer(1000)
+    framer.big_ints = big_ints
+    assert framer.feed(line[:cut]) == []
+    lines = framer.feed(line[cut:] + b"\n")
+    assert framer.may_need_exact is True
+    with pytest.raises(ParseError, match="underflows"):
+        loads(lines[0], check_exact=framer.may_need_exact, big_ints_checked=framer.covers_big_ints)
+
+
+@pytest.mark.parametrize("pieces", [[b"[" + HUGE + b"]\n"], [b"[" + HUGE[:10], HUGE[10:] + b"]\n"]])
+def test_without_big_ints_the_flag_says_it_did_not_cover_them(pieces: list[bytes]) -> None:
+    """
+    Reads looked at without C{big_ints} (their lines go to msgspec, which
+    keeps big integers) say so; a line of theirs that reaches orjson is then
+    looked at by L{loads} itself, and stays exact.
+    """
+    framer = Framer(100)
+    framer.big_ints = False
+    lines: list[Any] = []
+    for piece in pieces:
+        lines += framer.feed(piece)
+    assert framer.may_need_exact is False
+    assert framer.covers_big_ints is False
+    value = loads(lines[0], check_exact=False, big_ints_checked=framer.covers_big_ints)
+    assert value == [98765432109876543210]
+    assert type(value[0]) is int
+    # Premise: taking the flag as covering them would have lost the value.
+    assert type(loads(lines[0], check_exact=False)[0]) is float
+
+
+@pytest.mark.parametrize(("first", "then"), [(False, True), (True, False)])
+def test_a_line_across_reads_of_both_kinds_is_not_covered(first: bool, then: bool) -> None:
+    """
+    A line whose pieces came in reads looked at in different ways is not
+    covered for big integers, even when its last read was: its digit run
+    may sit in a piece looked at without them.
+    """
+    framer = Framer(100)
+    framer.big_ints = first
+    assert framer.feed(b"[" + HUGE + b", ") == []
+    framer.big_ints = then
+    lines = framer.feed(b"1]\n")
+    assert framer.covers_big_ints is False
+    value = loads(lines[0], check_exact=framer.may_need_exact, big_ints_checked=framer.covers_big_ints)
+    assert value == [98765432109876543210, 1]
+    framer.big_ints = True
+    framer.feed(b"[" + HUGE + b"]\n")
+    assert framer.covers_big_ints is True  # the next line, all in reads that were looked at
+
+
 # --- line-length limit -----------------------------------------------------------------
 
 
