@@ -187,11 +187,27 @@ def _print_json(value: Any) -> None:
     sys.stdout.flush()
 
 
+#: The most characters of a server's words (an error's message, its data) printed.
+_MOST_SHOWN = 1000
+
+
+def _shown(text: str) -> str:
+    """
+    A server's words as printed: control characters escaped (a hostile
+    server must not drive the terminal), cut at L{_MOST_SHOWN} characters.
+    """
+    if len(text) > _MOST_SHOWN:
+        text = f"{text[:_MOST_SHOWN]}… ({len(text):,} characters)"
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _exit_for(failure: Failure, endpoint: str) -> int:
     if failure.check(RPCError):
         error: RPCError = failure.value  # type: ignore[assignment]
-        detail = f": {dumps(error.data).decode()}" if error.data is not None else ""
-        sys.stderr.write(f"error {error.code}: {error.message}{detail}\n")
+        detail = f": {_shown(dumps(error.data).decode())}" if error.data is not None else ""
+        sys.stderr.write(f"error {error.code}: {_shown(str(error.message))}{detail}\n")
         return EXIT_RPC_ERROR
     if failure.check(TimeoutError):
         sys.stderr.write(f"no reply from {endpoint} in time\n")
@@ -209,7 +225,7 @@ def _exit_for(failure: Failure, endpoint: str) -> int:
         else:
             sys.stderr.write(f"connection to {endpoint} closed before the reply\n")
     else:
-        sys.stderr.write(f"failed: {failure.getErrorMessage()}\n")
+        sys.stderr.write(f"failed: {_shown(failure.getErrorMessage())}\n")
     return EXIT_UNAVAILABLE
 
 

@@ -12,14 +12,22 @@ from io import BytesIO
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, ResponseDone
+from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
+from twisted.web.iweb import UNKNOWN_LENGTH
 
 from .codec import dumps, loads
 from .errors import ParseError, RPCError
 from .jsonrpc import make_params, notification, request
 
-__all__ = ["HTTPClient", "HTTPError"]
+__all__ = ["HTTPClient", "HTTPError", "ReplyTooLarge"]
+
+#: The largest reply body L{HTTPClient} takes by default: the line
+#: protocol's C{max_line_length}.
+MAX_REPLY = 1 << 20
 
 
 class HTTPError(Exception):
@@ -31,6 +39,63 @@ class HTTPError(Exception):
         self.body = body
 
 
+class ReplyTooLarge(HTTPError):
+    """The reply's body is longer than the client takes (C{max_reply}): not read further."""
+
+    def __init__(self, status: int, limit: int) -> None:
+        Exception.__init__(self, f"HTTP {status}: the reply is longer than {limit} bytes (max_reply)")
+        self.status = status
+        self.body = b""
+
+
+class _Body(Protocol):
+    """Collects a response body up to a limit; past it, stops the transfer and fails."""
+
+    def __init__(self, status: int, limit: int, done: Deferred[bytes]) -> None:
+        self._status = status
+        self._limit = limit
+        self._done: Deferred[bytes] | None = done
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._done is None:
+            return
+        self._size += len(data)
+        if self._size > self._limit:
+            self._parts = []
+            self.transport.stopProducing()  # type: ignore[union-attr]
+            self._fail(Failure(ReplyTooLarge(self._status, self._limit)))
+            return
+        self._parts.append(data)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        done, self._done = self._done, None
+        if done is None:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            done.callback(b"".join(self._parts))
+        else:
+            done.errback(reason)
+
+    def _fail(self, failure: Failure) -> None:
+        done, self._done = self._done, None
+        if done is not None:
+            done.errback(failure)
+
+
+def _read_body(response: Any, limit: int) -> Deferred[bytes]:
+    """The body of C{response}, failing with L{ReplyTooLarge} past C{limit} bytes."""
+    done: Deferred[bytes] = Deferred(lambda _: body.transport.stopProducing())  # type: ignore[union-attr]
+    body = _Body(response.code, limit, done)
+    response.deliverBody(body)
+    if response.length is not UNKNOWN_LENGTH and response.length > limit:
+        # Announced too long: not read at all.
+        body.transport.stopProducing()  # type: ignore[union-attr]
+        body._fail(Failure(ReplyTooLarge(response.code, limit)))
+    return done
+
+
 class HTTPClient:
     """
     A JSON-RPC client over HTTP: C{HTTPClient(reactor, "http://127.0.0.1:8081/rpc")}.
@@ -38,14 +103,23 @@ class HTTPClient:
     """
 
     def __init__(
-        self, reactor: Any, url: str, *, auth_token: str | None = None, call_timeout: float = 0.0
+        self,
+        reactor: Any,
+        url: str,
+        *,
+        auth_token: str | None = None,
+        call_timeout: float = 0.0,
+        max_reply: int = MAX_REPLY,
     ) -> None:
         """
         @param url: the resource's URL (C{http://} or C{https://}, the
             latter needs the C{tls} extra).
         @param auth_token: sent as C{Authorization: Bearer TOKEN}.
         @param call_timeout: default seconds to wait for a reply (0: forever).
+        @param max_reply: the longest reply body taken, in bytes; a longer
+            one is not read further and fails the call with L{ReplyTooLarge}.
         """
+        self.max_reply = max_reply
         self._reactor = reactor
         self.url = url.encode("ascii")
         self._pool = HTTPConnectionPool(reactor, persistent=True)
@@ -62,7 +136,7 @@ class HTTPClient:
         d = self._agent.request(b"POST", self.url, Headers(self._headers), FileBodyProducer(BytesIO(body)))
 
         def read(response: Any) -> Deferred[tuple[int, bytes]]:
-            return readBody(response).addCallback(lambda data: (response.code, data))
+            return _read_body(response, self.max_reply).addCallback(lambda data: (response.code, data))
 
         answered: Deferred[tuple[int, bytes]] = d.addCallback(read)
         seconds = self.call_timeout if timeout is None else timeout

@@ -14,6 +14,7 @@ import dataclasses
 import ipaddress
 from typing import TYPE_CHECKING, Any, Final
 
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.logger import Logger
@@ -104,6 +105,7 @@ class JSONProtocol(Caller, LineReceiver):
             core.value_handler = self.valueReceived
         self._watch = OutputWatch(self)
         self._closed = False
+        self._when_closed: list[Deferred[None]] = []
         self._peer_checked = False
         self._read_pauses: set[str] = set()
         self._idle_timer: IDelayedCall | None = None
@@ -287,6 +289,22 @@ class JSONProtocol(Caller, LineReceiver):
         factory = getattr(self, "factory", None)
         if factory is not None and hasattr(factory, "connection_lost"):
             factory.connection_lost(self)
+        waiting, self._when_closed = self._when_closed, []
+        for closed in waiting:
+            closed.callback(None)
+
+    def when_closed(self) -> Deferred[None]:
+        """
+        A Deferred that fires (with L{None}) once the connection is closed,
+        at once if it is already: for what a handler keeps per connection
+        (timers, resources) to be let go with it.
+        """
+        closed: Deferred[None] = Deferred()
+        if self._closed:
+            closed.callback(None)
+        else:
+            self._when_closed.append(closed)
+        return closed
 
     def _close(self) -> None:
         """

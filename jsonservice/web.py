@@ -397,6 +397,12 @@ class JSONResource(Resource):
         factory = self.factory
         limit = factory.limits.max_line_length
         data, length = _read_body(request, limit)
+        if length is None and (not data or data.isspace()):
+            # Not a message with no reply (204): no message at all.
+            request.setResponseCode(400)
+            request.setHeader(b"content-type", _JSON)
+            error = ParseError(data="the request body is empty: it must hold one JSON value")
+            return dumps_line(error_reply(None, error))
         exchange = _Exchange(request)
         # On a site of harden_site the connection already counts toward
         # max_connections; on any other site the request itself counts.

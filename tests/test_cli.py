@@ -458,3 +458,17 @@ def test_auth_token_file_is_read_and_checked(tmp_path: Path) -> None:
         parse_args(["call", "--auth-token-file", str(empty), "ping"])
     with pytest.raises(UsageError, match="No such file"):
         parse_args(["call", "--auth-token-file", str(tmp_path / "missing"), "ping"])
+
+
+def test_a_servers_error_is_printed_escaped_and_cut(capsys: pytest.CaptureFixture[str]) -> None:
+    """A hostile server's error message cannot drive the terminal, nor flood it."""
+    from jsonservice.__main__ import _exit_for
+
+    error = RPCError(1, "\x1b[31mred\x07", data="x" * 100_000)
+    assert _exit_for(Failure(error), "tcp:127.0.0.1:1") == 1
+    err = capsys.readouterr().err
+    assert "\x1b" not in err
+    assert "\x07" not in err
+    assert err.startswith("error 1: \\x1b[31mred\\x07: ")
+    assert len(err) < 1100
+    assert "(100,002 characters)" in err

@@ -486,6 +486,63 @@ class TestErrorsAndLimits:
 # -- unterminated peers ---------------------------------------------------------------------------
 
 
+class TestDemoNotices:
+    """
+    The demo's C{notify_me(delay=...)} (the default service of twistd): a
+    flood of delayed notices once froze the reactor when they all fired and
+    held memory for their delay, even after the connection closed.
+    """
+
+    def test_at_most_16_wait_per_connection_and_they_go_out_in_time(self) -> None:
+        from jsonservice.demo import MAX_WAITING, make_demo_service
+
+        proto, transport, clock = server_on_string_transport(make_demo_service())
+        before = len(clock.getDelayedCalls())  # the connection's own timers
+        proto.dataReceived(
+            b"".join(rpc("notify_me", {"text": f"n{k}", "delay": 30}, id=k) for k in range(MAX_WAITING + 5))
+        )
+        replies = transport.take()
+        assert [r.get("result") for r in replies[:MAX_WAITING]] == [True] * MAX_WAITING
+        assert [r["error"]["code"] for r in replies[MAX_WAITING:]] == [-32001] * 5
+        assert "already waiting" in replies[-1]["error"]["data"]
+        assert len(clock.getDelayedCalls()) == before + MAX_WAITING
+        clock.advance(30)
+        notices = transport.take()
+        assert [n["params"] for n in notices] == [[f"n{k}"] for k in range(MAX_WAITING)]
+        proto.dataReceived(rpc("notify_me", {"text": "again", "delay": 1}, id="x"))
+        assert transport.take() == [result(True, "x")]  # room again once they went out
+
+    def test_waiting_notices_are_dropped_when_the_connection_closes(self) -> None:
+        from jsonservice.demo import make_demo_service
+
+        proto, _transport, clock = server_on_string_transport(make_demo_service())
+        before = len(clock.getDelayedCalls())
+        proto.dataReceived(b"".join(rpc("notify_me", {"delay": 60}, id=k) for k in range(10)))
+        assert len(clock.getDelayedCalls()) == before + 10
+        proto.connectionLost(Failure(ConnectionDone()))
+        assert [c for c in clock.getDelayedCalls() if c.active()] == []  # the idle timer too
+
+    def test_long_text_is_refused(self) -> None:
+        from jsonservice.demo import MAX_TEXT, make_demo_service
+
+        proto, transport, clock = server_on_string_transport(make_demo_service())
+        before = len(clock.getDelayedCalls())
+        proto.dataReceived(rpc("notify_me", {"text": "x" * (MAX_TEXT + 1)}, id=1))
+        [reply] = transport.take()
+        assert reply["error"]["code"] == -32602
+        assert len(clock.getDelayedCalls()) == before
+
+    def test_when_closed_fires_once_closed_and_at_once_after(self) -> None:
+        proto, _transport, _clock = server_on_string_transport(JSONService())
+        fired: list[object] = []
+        proto.when_closed().addCallback(fired.append)
+        assert fired == []
+        proto.connectionLost(Failure(ConnectionDone()))
+        assert fired == [None]
+        proto.when_closed().addCallback(fired.append)
+        assert fired == [None, None]
+
+
 class TestUnterminated:
     def test_classic_client_answered_without_newline(self) -> None:
         from jsonservice.demo import make_demo_service

@@ -83,6 +83,8 @@ def test_batch_plain_message_and_pretty_printed_body() -> None:
         (b'{"jsonrpc":"2.0","method":"refuse","id":1}', 200, 7),
         (b"[" + b",".join([b"1"] * 1001) + b"]", 413, -32003),
         (b"[" * 2000 + b"]" * 2000, 400, -32700),
+        (b"", 400, -32700),  # no message at all: not a notification's 204
+        (b" \r\n\t", 400, -32700),
     ],
 )
 def test_error_statuses(body: bytes, status: int, code: int) -> None:
